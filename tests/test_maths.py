@@ -1,0 +1,163 @@
+"""The maths of eq. 3, 6 and 7 against independent closed forms, and warm/cold semantics."""
+import torch
+import torch.nn as nn
+
+import abp
+
+
+class LinearGen(nn.Module):
+    """g(z) = W z + b, reshaped to images: the factor-analysis model the generator generalises."""
+
+    def __init__(self, nz, shape):
+        super().__init__()
+        self.shape = shape
+        d = int(torch.tensor(shape).prod())
+        self.W = nn.Parameter(torch.randn(d, nz, dtype=torch.float64) * 0.3)
+        self.b = nn.Parameter(torch.randn(d, dtype=torch.float64) * 0.1)
+
+    def forward(self, z):
+        return (z @ self.W.T + self.b).view(-1, *self.shape)
+
+
+def linear_model(s=0.07, sigma=0.8, prior=1.3, steps=1, noise=1.0):
+    args = abp.parse_args(['--img_size', '8', '--langevin_step_size', str(s), '--mse_sigma', str(sigma),
+                           '--prior_sigma', str(prior), '--langevin_num_steps', str(steps),
+                           '--langevin_noise_scale', str(noise), '--nz', '3'])
+    m = abp.Model(args)
+    torch.manual_seed(5)
+    m.Gnet = LinearGen(3, (3, 8, 8))
+    return m, args
+
+
+def closed_form_step(m, z, x, s, sigma, prior, e):
+    """z + s^2/2 (W^T (I - g(z)) / sigma^2 - z / prior^2) + s e, written out by hand."""
+    W, b = m.Gnet.W.detach(), m.Gnet.b.detach()
+    resid = x.flatten(1) - (z @ W.T + b)
+    return z + s * s / 2 * (resid @ W / sigma ** 2 - z / prior ** 2) + s * e
+
+
+def test_one_langevin_step_matches_closed_form():
+    s, sigma, prior = 0.07, 0.8, 1.3
+    m, _ = linear_model(s, sigma, prior)
+    z = torch.randn(4, 3, dtype=torch.float64)
+    x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    torch.manual_seed(11)
+    got = m.sample_langevin(z, x)
+    torch.manual_seed(11)
+    e = torch.randn_like(z)
+    assert torch.allclose(got, closed_form_step(m, z, x, s, sigma, prior, e), atol=1e-12)
+
+
+def test_three_steps_compose():
+    s, sigma, prior = 0.05, 1.0, 1.0
+    m, _ = linear_model(s, sigma, prior, steps=3)
+    z = torch.randn(2, 3, dtype=torch.float64)
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    torch.manual_seed(2)
+    got = m.sample_langevin(z, x)
+    torch.manual_seed(2)
+    want = z
+    for _ in range(3):
+        want = closed_form_step(m, want, x, s, sigma, prior, torch.randn_like(z))
+    assert torch.allclose(got, want, atol=1e-12)
+
+
+def test_noise_scale_flag_gives_skeleton_variant_and_gradient_descent():
+    s = 0.07
+    z = torch.randn(4, 3, dtype=torch.float64)
+    x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    m1, _ = linear_model(s, noise=1.0)
+    m4, _ = linear_model(s, noise=4.0)
+    m0, _ = linear_model(s, noise=0.0)
+    outs = []
+    for m in (m1, m4, m0):
+        torch.manual_seed(3)
+        outs.append(m.sample_langevin(z, x))
+    drift = outs[2]                                  # noise 0: plain gradient ascent on log p
+    torch.manual_seed(3)
+    e = torch.randn_like(z)
+    assert torch.allclose(outs[0], drift + s * e, atol=1e-12)
+    assert torch.allclose(outs[1], drift + 4 * s * e, atol=1e-12)
+
+
+def test_langevin_samples_the_gaussian_posterior_of_a_linear_model():
+    """For g(z) = Wz + b the posterior is N(mu, A^-1) in closed form. Unadjusted Langevin (eq. 6) keeps
+    the mean mu and has stationary covariance (A - s^2 A^2 / 4)^-1; many chains' moments match both."""
+    s, sigma, prior = 0.2, 1.0, 1.0                  # relaxation ~ 2 / (s^2 lambda) = 50 steps
+    m, _ = linear_model(s, sigma, prior, steps=600)
+    W, b = m.Gnet.W.detach(), m.Gnet.b.detach()
+    with torch.no_grad():
+        W.mul_(0.2)                                  # a broad posterior, so a short chain mixes
+    x = (torch.randn(1, 3, dtype=torch.float64) @ W.T + b + 0.5 * torch.randn(192, dtype=torch.float64)).view(1, 3, 8, 8)
+    A = W.T @ W / sigma ** 2 + torch.eye(3, dtype=torch.float64) / prior ** 2
+    mu = torch.linalg.solve(A, W.T @ (x.flatten() - b)) / sigma ** 2
+    C_ula = torch.linalg.inv(A - s * s / 4 * A @ A)
+    torch.manual_seed(0)
+    n = 8000                                         # independent chains of the same image
+    out = m.sample_langevin(torch.zeros(n, 3, dtype=torch.float64), x.expand(n, -1, -1, -1))
+    assert torch.allclose(out.mean(0), mu, atol=4 * C_ula.diag().max().sqrt().item() / n ** 0.5)
+    assert torch.allclose(torch.cov(out.T), C_ula, atol=0.06 * C_ula.diag().max().item())
+    assert not torch.allclose(torch.cov(out.T), 4 * C_ula, atol=0.5 * C_ula.diag().max().item())
+
+
+def test_energy_is_eq3():
+    x, xh, z = torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4), torch.randn(2, 2)
+    e = abp.energy(xh, x, z, mse_sigma=0.5, prior_sigma=2.0)
+    want = ((x - xh) ** 2).sum((1, 2, 3)) / (2 * 0.25) + (z ** 2).sum(1) / (2 * 4.0)
+    assert torch.allclose(e, want)
+
+
+def test_learning_step_gradient_is_eq7():
+    """The theta-gradient of the loss equals -(1/n) sum (I - g) dg/dtheta / sigma^2 (eq. 7, sign for descent)."""
+    torch.manual_seed(0)
+    m, args = linear_model(sigma=0.5)
+    z = torch.randn(4, 3, dtype=torch.float64)
+    x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    loss = abp.recon_loss(m(z), x, 0.5)
+    loss.backward()
+    resid = x.flatten(1) - m(z).detach().flatten(1)
+    assert torch.allclose(m.Gnet.W.grad, -(resid.T @ z) / 4 / 0.25)
+    assert torch.allclose(m.Gnet.b.grad, -resid.sum(0) / 4 / 0.25)
+
+
+def test_warm_continues_cold_restarts():
+    args = abp.parse_args(['--img_size', '16'])
+    z = torch.randn(5, 2)
+    z_0 = torch.randn(5, 2)
+    assert abp.chain_start('warm', z, z_0, args) is z
+    torch.manual_seed(1)
+    cold = abp.chain_start('cold', z, z_0, args)
+    torch.manual_seed(1)
+    assert torch.equal(cold, abp.sample_gaussian_prior(5, 2, args.prior_sigma))
+    assert not torch.equal(cold, z) and not torch.equal(cold, z_0)
+    args.cold_init = 'fixed'
+    assert abp.chain_start('cold', z, z_0, args) is z_0
+
+
+def test_cold_uses_its_own_step_count():
+    args = abp.parse_args(['--langevin_num_steps', '7', '--cold_langevin_num_steps', '30'])
+    assert abp.langevin_steps('warm', args) == 7 and abp.langevin_steps('cold', args) == 30
+
+
+def test_psnr_and_nearest_neighbours():
+    a = torch.zeros(1, 3, 4, 4)                  # 0.5 grey in [0, 1]
+    b = torch.full((1, 3, 4, 4), 0.2)            # 0.6 in [0, 1]: mse 0.01 -> 20 dB
+    assert torch.allclose(abp.psnr(a, b), torch.tensor([20.0]), atol=1e-4)
+    imgs = torch.stack([torch.full((3, 4, 4), v) for v in (-1.0, 0.0, 1.0)])
+    p, idx = abp.nearest_neighbours(torch.stack([imgs[2] - 0.2, imgs[0] + 0.1]), imgs)
+    assert idx.tolist() == [2, 0]
+    assert torch.allclose(p, torch.tensor([20.0, 10 * torch.log10(torch.tensor(400.0)).item()]), atol=1e-3)
+
+
+def test_pca_recon_is_exact_for_rank_two_data():
+    torch.manual_seed(0)
+    basis = torch.randn(2, 3 * 4 * 4)
+    x = (torch.randn(6, 2) @ basis + 0.3).view(6, 3, 4, 4)
+    assert torch.allclose(abp.pca_recon(x, k=2), x, atol=1e-4)
+    assert not torch.allclose(abp.pca_recon(x, k=1), x, atol=1e-2)
+
+
+def test_interp_half_width_covers_every_latent():
+    z = torch.tensor([[0.5, -2.0], [-1.0, 0.3], [0.2, 1.0]])
+    d = abp.interp_half_width(z)
+    assert torch.all(z.abs() <= d) and torch.allclose(d, abp.INTERP_MARGIN * torch.tensor([1.0, 2.0]))
