@@ -42,7 +42,7 @@ device = 'cuda' if torch.cuda.is_available() else 'cpu'
 COURSE_DEFAULTS = dict(lr=4e-4, langevin_step_size=0.05, langevin_num_steps=120, mse_sigma=1.0,
                        gamma=0.996, n_epochs=2000)  # the skeleton's values, kept for the report
 N_EVAL_SAMPLES = 100   # prior samples behind sample_nn_psnr_db_median / sample_coverage
-N_FIG_SAMPLES = 64     # of those, how many {epoch}_sampled.png shows (8 x 8)
+N_FIG_SAMPLES = 36     # of those, how many {epoch}_sampled.png shows (6 x 6)
 INTERP_MARGIN = 1.1    # d_i = INTERP_MARGIN * max_j |z_ji|: the square holds every inferred z
 
 
@@ -99,28 +99,40 @@ def build_parser():
     p.add_argument('--batchnorm', action=argparse.BooleanOptionalAction, default=False,
                    help='BatchNorm in the generator (couples the 11 images of the batch)')
     # inference (eq. 6)
-    p.add_argument('--langevin_step_size', type=positive(float), default=0.05, help='s of eq. 6 [0.05]')
-    p.add_argument('--langevin_num_steps', type=positive(int), default=120,
-                   help='Langevin steps per epoch, warm start [120]')
-    p.add_argument('--cold_langevin_num_steps', type=positive(int), default=None,
-                   help='Langevin steps per epoch, cold start (default: same as --langevin_num_steps)')
+    p.add_argument('--langevin_step_size', type=positive(float), default=0.02,
+                   help='s of eq. 6, warm start; s/sigma = 0.01 keeps the chains stable [0.05]')
+    p.add_argument('--langevin_num_steps', type=positive(int), default=2,
+                   help='Langevin steps per epoch, warm start: chains persist, so few suffice [120]')
+    p.add_argument('--cold_langevin_num_steps', type=positive(int), default=10,
+                   help='Langevin steps per epoch, cold start: each chain starts from the prior (ours) [120]')
+    p.add_argument('--cold_langevin_step_size', type=positive(float), default=0.05,
+                   help='s of eq. 6, cold start: larger, so chains reach the image from a prior draw (ours) [0.05]')
     p.add_argument('--langevin_noise_scale', type=float, default=1.0,
                    help='noise is scale*s*e; eq. 6 has 1, the course skeleton 4, 0 = gradient descent')
     p.add_argument('--cold_init', default='prior', choices=['prior', 'fixed'],
                    help='cold start draws z from the prior every epoch, or restarts from the fixed z_0 (skeleton)')
-    p.add_argument('--mse_sigma', type=positive(float), default=1.0, help='sigma of eq. 3 [1]')
+    p.add_argument('--z_whiten', action=argparse.BooleanOptionalAction, default=None,
+                   help='keep inferred z at mean 0, std 1 by an exact change of variables absorbed into '
+                        'the first layer (ours; the skeleton has none); unset: on for warm, off for cold')
+    p.add_argument('--mse_sigma', type=positive(float), default=2.0,
+                   help='sigma of eq. 3, the tempering parameter: 2 broadens the posterior (ours) [1]')
     p.add_argument('--prior_sigma', type=positive(float), default=1.0, help='std of the prior of z [1]')
     # learning (eq. 7)
-    p.add_argument('--lr', type=positive(float), default=4e-4, help='Adam learning rate [4e-4]')
+    p.add_argument('--lr', type=positive(float), default=3e-3, help='Adam learning rate [4e-4]')
     p.add_argument('--beta1', type=unit_interval, default=0.5, help='Adam beta1 [0.5]')
     p.add_argument('--beta2', type=unit_interval, default=0.999, help='Adam beta2 [0.999]')
-    p.add_argument('--gamma', type=unit_interval, default=0.996, help='per-epoch lr decay [0.996]')
+    p.add_argument('--gamma', type=unit_interval, default=0.999,
+                   help='per-epoch lr decay: 0.999 leaves 13%% of lr at epoch 2000; 0.996 left 1.8%% at 1000 [0.996]')
     p.add_argument('--n_epochs', type=positive(int), default=2000, help='epochs per start mode [2000]')
     # logging and figures
     p.add_argument('--ninterp', type=positive(int), default=12, help='interpolation panel side [12]')
     p.add_argument('--n_log', type=positive(int), default=100, help='log every n epochs [100]')
-    p.add_argument('--n_plot', type=positive(int), default=200, help='figures + checkpoint every n epochs [200]')
-    p.add_argument('--n_stats', type=positive(int), default=100, help='loss curve point every n epochs [100]')
+    p.add_argument('--n_plot', type=positive(int), default=1000,
+                   help='figures + checkpoint every n epochs (also at the middle and the end) [200]')
+    p.add_argument('--n_stats', type=positive(int), default=20, help='loss curve point every n epochs [100]')
+    p.add_argument('--ablations', action='store_true',
+                   help='instead of the main run: run the ablation table (cached in OUT_DIR/ablations/)')
+    p.add_argument('--ablation_epochs', type=positive(int), default=500, help='epochs per ablation run')
     p.add_argument('--threads', type=int, default=0, help='CPU threads for torch (0 = all cores)')
     return p
 
@@ -335,13 +347,13 @@ class Model(nn.Module):
                            max_ch=getattr(args, 'gen_max_ch', 256), batchnorm=getattr(args, 'batchnorm', False))
         self.Gnet.apply(weights_init_xavier)
 
-    def sample_langevin(self, z, x, num_steps=None, trace=None):
+    def sample_langevin(self, z, x, num_steps=None, step_size=None, trace=None):
         """Langevin (eq. 6) from z (N, nz) given x (N, 3, H, W) -> new z (N, nz), detached.
 
         Gradients are taken for z only (torch.autograd.grad), so theta's .grad is never touched.
         If `trace` is a list, one dict per step is appended: energy, |z| and step displacement."""
         a = self.args
-        s = a.langevin_step_size
+        s = a.langevin_step_size if step_size is None else step_size
         noise = getattr(a, 'langevin_noise_scale', 1.0) * s
         steps = a.langevin_num_steps if num_steps is None else num_steps
         z = z.detach().clone()
@@ -387,10 +399,35 @@ def chain_start(start, z, z_0, args):
     return sample_gaussian_prior(z.shape[0], z.shape[1], args.prior_sigma)
 
 
-def langevin_steps(start, args):
-    """Langevin steps per epoch for this start mode."""
-    cold = getattr(args, 'cold_langevin_num_steps', None)
-    return cold if start == 'cold' and cold else args.langevin_num_steps
+@torch.no_grad()
+def standardize_latents(gen, z):
+    """Re-express z (N, nz) with mean 0 and std 1 per dimension, absorbing the affine map into the
+    generator's first (linear) layer: g(z) is unchanged exactly, so is eq. 3's likelihood. Returns new z.
+
+    Why: the likelihood is invariant to z -> c z + m (the first layer can undo it) and the prior's pull
+    per Langevin step, s^2/2 * z, is far weaker than the likelihood's, so the scale of the inferred z
+    drifts (the course defaults end with std ~5) and samples from N(0, I) miss the images' z."""
+    if z.shape[0] < 2:
+        return z
+    m, c = z.mean(0), z.std(0).clamp_min(1e-3)
+    gen.fc.bias += gen.fc.weight @ m
+    gen.fc.weight *= c
+    return (z - m) / c
+
+
+def whiten_latents(start, args):
+    """Standardise z each epoch? --z_whiten / --no-z_whiten decide; unset: warm yes, cold no
+    (cold chains held at the prior's scale become unstable at s = 0.05 and wreck the generator)."""
+    flag = getattr(args, 'z_whiten', None)
+    return (start == 'warm') if flag is None else flag
+
+
+def chain_settings(start, args):
+    """(Langevin steps per epoch, step size s) for this start mode: cold has its own, when given."""
+    if start == 'cold':
+        return (getattr(args, 'cold_langevin_num_steps', None) or args.langevin_num_steps,
+                getattr(args, 'cold_langevin_step_size', None) or args.langevin_step_size)
+    return args.langevin_num_steps, args.langevin_step_size
 
 
 # -----------------------------------------------------------------------------
@@ -556,8 +593,70 @@ def plot_losses(curves, path):
     save_fig(fig, path)
 
 
+def image_groups(names):
+    """Group label per file name: the part before the first '_' or digit (lion_3.jpg -> lion)."""
+    import re
+    return [re.split(r'[_\d.]', n, maxsplit=1)[0] or n for n in names]
+
+
+def plot_latent_map(z, x, names, d, path, title):
+    """The images' inferred z on the plane as thumbnails framed by group, prior 1- and 2-sigma circles
+    and the interpolation square (-d, d)^2."""
+    import matplotlib.pyplot as plt
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+    z, d = z.detach().cpu().float(), d.detach().cpu().float()
+    groups = image_groups(names)
+    colours = dict(zip(sorted(set(groups)), plt.cm.tab10.colors))
+    fig, ax = plt.subplots(figsize=(6.2, 6.2))
+    for r, ls in ((1, '-'), (2, '--')):
+        ax.add_patch(plt.Circle((0, 0), r, fill=False, ls=ls, color='grey', label=f'prior {r} sigma'))
+    ax.add_patch(plt.Rectangle((-d[0], -d[1]), 2 * d[0], 2 * d[1], fill=False, color='black', lw=1.5,
+                               label='interpolation square'))
+    thumbs = to_unit(x).cpu().permute(0, 2, 3, 1).numpy()
+    zoom = 28 / thumbs.shape[1]
+    for zi, im, g in zip(z, thumbs, groups):
+        ab = AnnotationBbox(OffsetImage(im, zoom=zoom), (zi[0].item(), zi[1].item() if len(zi) > 1 else 0.0),
+                            bboxprops=dict(edgecolor=colours[g], lw=2.5), pad=0.1)
+        ax.add_artist(ab)
+    for g, c in colours.items():
+        ax.plot([], [], 's', color=c, label=g)
+    lim = max(2.3, float(d.max()) * 1.15, float(z.abs().max()) * 1.2)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect('equal')
+    ax.set_xlabel('z[0] (interpolation rows)')
+    ax.set_ylabel('z[1] (interpolation columns)')
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc='upper right', fontsize=8)
+    save_fig(fig, path)
+
+
+def plot_langevin_traces(traces, path):
+    """traces: dict label -> list of per-step dicts (energy, z_norm, step); three panels."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    for label, tr in traces.items():
+        steps = range(1, len(tr) + 1)
+        for ax, key in zip(axes, ('energy', 'z_norm', 'step')):
+            ax.plot(steps, [t[key] for t in tr], marker='.', label=label)
+    for ax, t in zip(axes, ('energy per image (eq. 3), log scale', 'mean ||z||', 'mean ||z_{t+1} - z_t||')):
+        ax.set_title(t, fontsize=10)
+        ax.set_xlabel('Langevin step')
+        ax.grid(alpha=0.3)
+    axes[0].set_yscale('log')
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    save_fig(fig, path)
+
+
 # -----------------------------------------------------------------------------
 # training: one start mode
+
+def fmt(v):
+    """A short vector for log lines: (+0.12, -1.30)."""
+    return '(' + ', '.join(f'{x:+.2f}' for x in v.tolist()) + ')'
+
 
 def snapshot_epochs(n_epochs, n_plot):
     """Epochs that get figures and a checkpoint: every n_plot, the middle one and the last."""
@@ -599,105 +698,144 @@ class StopFlag:
     requested = False
 
 
+def new_state(args, n):
+    """Everything training changes, in one dict: model, optimiser, schedule, latents, curves."""
+    set_seed(args.seed)
+    model = Model(args).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))
+    z_0 = sample_gaussian_prior(n, args.nz, args.prior_sigma)
+    return {'model': model, 'optimizer': optimizer,
+            'scheduler': torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=args.gamma),
+            'z': z_0.clone(), 'z_0': z_0,
+            'z_eval': sample_gaussian_prior(N_EVAL_SAMPLES, args.nz, args.prior_sigma),  # fixed prior samples
+            'epoch': 0, 'seconds': 0.0, 'stats': {'loss': [], 'psnr_db': []}, 'stat_epochs': [],
+            'snapshots': {}, 'traces': {}}
+
+
+MODULES = ('model', 'optimizer', 'scheduler')   # saved through state_dict(); the rest of the state as is
+
+
+def save_state(state, args, path):
+    """The one checkpoint dict: generator, optimiser, scheduler, z, epoch, args, curves, RNG states."""
+    ck = {k: v for k, v in state.items() if k not in MODULES}
+    ck.update(generator=state['model'].state_dict(), optimizer=state['optimizer'].state_dict(),
+              scheduler=state['scheduler'].state_dict(), args=vars(args), rng=rng_state())
+    save_checkpoint(path, ck)
+
+
+def load_state(state, path):
+    """Restore a checkpoint written by save_state into state (and the RNGs), in place."""
+    ck = torch.load(path, map_location=device, weights_only=False)
+    state['model'].load_state_dict(ck['generator'])
+    state['optimizer'].load_state_dict(ck['optimizer'])
+    state['scheduler'].load_state_dict(ck['scheduler'])
+    for k in state:
+        if k not in MODULES:
+            state[k] = ck[k].to(device) if torch.is_tensor(ck[k]) else ck[k]
+    set_rng_state(ck['rng'])
+
+
+def train_epoch(state, x, args, start, trace=None):
+    """One epoch of ABP: (1) Langevin on z (eq. 6), (2) one step on theta (eq. 7). Returns (loss, x_hat)."""
+    model = state['model']
+    steps, step_size = chain_settings(start, args)
+    # (1) inferential back-propagation: warm continues each chain, cold starts from the prior
+    z = model.sample_langevin(chain_start(start, state['z'], state['z_0'], args), x, steps, step_size, trace)
+    if whiten_latents(start, args):                         # fix the gauge: inferred z at N(0, I)'s scale
+        z = standardize_latents(model.Gnet, z)
+    state['z'] = z
+    # (2) learning back-propagation on the detached z
+    loss, x_hat = learn_step(model, state['optimizer'], z, x, args.mse_sigma)
+    state['scheduler'].step()
+    return loss, x_hat
+
+
+def log_progress(state, x, x_hat, loss, args, exp_dir, logger, bar):
+    """Loss-curve points, stat.png, the progress bar and log lines, on their schedules."""
+    epoch, z, start = state['epoch'], state['z'], args.start
+    if epoch % args.n_stats == 0 or epoch == args.n_epochs:
+        state['stats']['loss'].append(loss.item())
+        state['stats']['psnr_db'].append(psnr(x_hat, x).mean().item())
+        state['stat_epochs'].append(epoch)
+    if epoch % args.n_log == 0 or epoch == args.n_epochs:      # plotting costs ~0.3 s: not every point
+        plot_stats(exp_dir, state['stats'], state['stat_epochs'])
+    if epoch % args.n_log == 0 or epoch == 1:
+        p = psnr(x_hat, x).mean().item()
+        bar.set_postfix(loss=f'{loss.item():.1f}', psnr=f'{p:.1f}dB')
+        logger.info(f"{start} epoch {epoch:5d} loss {loss.item():10.3f} psnr {p:6.2f} dB "
+                    f"z mean {fmt(z.mean(0))} std {fmt(z.std(0)) if len(z) > 1 else '-'} "
+                    f"lr {state['scheduler'].get_last_lr()[0]:.2e}")
+
+
+def save_snapshot(state, x_hat, args, exp_dir):
+    """The skeleton's three figures for this epoch: reconstructions, prior samples, interpolation."""
+    epoch, gen = state['epoch'], state['model'].Gnet
+    state['snapshots'][epoch] = x_hat.cpu()
+    save_images(x_hat, exp_dir / f'{epoch:04d}_recon.png', nrow=x_hat.shape[0])
+    save_images(generate(gen, state['z_eval'][:N_FIG_SAMPLES]), exp_dir / f'{epoch:04d}_sampled.png', nrow=6)
+    save_interp(state['model'], args, interp_half_width(state['z']), device, exp_dir / f'{epoch:04d}_interp.png')
+
+
 def run(args, exp_dir, logger):
     """Train one start mode (args.start is 'warm' or 'cold'), write its figures into exp_dir; returns metrics."""
     from tqdm import tqdm
     exp_dir = Path(exp_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)
-    start = args.start
-    t_begin = time.perf_counter()
+    start, t_begin = args.start, time.perf_counter()
 
     # data
     x, names = load_images(args.img_dir, default_transform(args.img_size), logger)
     x = x.to(device)
-    n = x.shape[0]
-    logger.info(f"{start} start: {n} images from {args.img_dir} ({', '.join(names)}), device {device}")
+    logger.info(f"{start} start: {len(x)} images from {args.img_dir} ({', '.join(names)}), device {device}")
 
-    # model, optimiser, latents
-    set_seed(args.seed)
-    model = Model(args).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=args.gamma)
-    z_0 = sample_gaussian_prior(n, args.nz, args.prior_sigma)
-    z = z_0.clone()
-    z_eval = sample_gaussian_prior(N_EVAL_SAMPLES, args.nz, args.prior_sigma)   # fixed prior samples
-    stats, stat_epochs, snaps, traces = {'loss': []}, [], {}, {}
-    first_epoch, elapsed_before = 1, 0.0
-
+    # model, optimiser, latents: new, or where an interrupted run stopped
+    state = new_state(args, len(x))
     ckpt_path = exp_dir / 'checkpoint.pt'
     if getattr(args, 'resume', False) and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
-        model.load_state_dict(ck['generator'])
-        optimizer.load_state_dict(ck['optimizer'])
-        scheduler.load_state_dict(ck['scheduler'])
-        z, z_0, z_eval = ck['z'].to(device), ck['z_0'].to(device), ck['z_eval'].to(device)
-        stats, stat_epochs, snaps, traces = ck['stats'], ck['stat_epochs'], ck['snapshots'], ck['traces']
-        first_epoch, elapsed_before = ck['epoch'] + 1, ck['seconds']
-        set_rng_state(ck['rng'])
-        logger.info(f"resumed from {ckpt_path} at epoch {ck['epoch']}")
-
-    def checkpoint(epoch):
-        save_checkpoint(ckpt_path, {
-            'generator': model.state_dict(), 'optimizer': optimizer.state_dict(),
-            'scheduler': scheduler.state_dict(), 'z': z, 'z_0': z_0, 'z_eval': z_eval, 'epoch': epoch,
-            'args': vars(args), 'stats': stats, 'stat_epochs': stat_epochs, 'snapshots': snaps,
-            'traces': traces, 'rng': rng_state(), 'seconds': elapsed_before + time.perf_counter() - t_begin})
+        load_state(state, ckpt_path)
+        logger.info(f"resumed from {ckpt_path} at epoch {state['epoch']}")
+    seconds_before = state['seconds']
 
     snap_at = snapshot_epochs(args.n_epochs, args.n_plot)
-    trace_at = {1, args.n_epochs}
-    steps = langevin_steps(start, args)
     x_hat = None
-    bar = tqdm(range(first_epoch, args.n_epochs + 1), desc=start, unit='ep', disable=None,
-               initial=first_epoch - 1, total=args.n_epochs, dynamic_ncols=True)
+    bar = tqdm(range(state['epoch'] + 1, args.n_epochs + 1), desc=start, unit='ep', disable=None,
+               initial=state['epoch'], total=args.n_epochs, dynamic_ncols=True)
     for epoch in bar:
-        # (1) inferential back-propagation: Langevin on z (eq. 6), warm or cold start
-        trace = [] if epoch in trace_at else None
-        z = model.sample_langevin(chain_start(start, z, z_0, args), x, num_steps=steps, trace=trace)
+        trace = [] if epoch in (1, args.n_epochs) else None        # Langevin diagnostics, early and late
+        loss, x_hat = train_epoch(state, x, args, start, trace)
+        check_finite(epoch, loss, state['z'], state['model'])
+        state['epoch'] = epoch
+        state['seconds'] = seconds_before + time.perf_counter() - t_begin
         if trace is not None:
-            traces[epoch] = trace
-        # (2) learning back-propagation: one step on theta given the detached z (eq. 7)
-        loss, x_hat = learn_step(model, optimizer, z, x, args.mse_sigma)
-        scheduler.step()
-        check_finite(epoch, loss, z, model)
-
-        # bookkeeping: loss curve, log, figures, checkpoint
-        if epoch % args.n_stats == 0 or epoch == args.n_epochs:
-            stats['loss'].append(loss.item())
-            stat_epochs.append(epoch)
-            plot_stats(exp_dir, stats, stat_epochs)
-        if epoch % args.n_log == 0 or epoch == 1:
-            p = psnr(x_hat, x).mean().item()
-            bar.set_postfix(loss=f'{loss.item():.1f}', psnr=f'{p:.1f}dB')
-            logger.info(f"{start} epoch {epoch:5d} loss {loss.item():10.3f} psnr {p:6.2f} dB "
-                        f"z mean {z.mean(0).tolist()} z std {z.std(0).tolist() if n > 1 else 0} "
-                        f"lr {scheduler.get_last_lr()[0]:.2e}")
+            state['traces'][epoch] = trace
+        log_progress(state, x, x_hat, loss, args, exp_dir, logger, bar)
         if epoch in snap_at:
-            snaps[epoch] = x_hat.cpu()
-            save_images(x_hat, exp_dir / f'{epoch:04d}_recon.png', nrow=n)
-            save_images(generate(model.Gnet, z_eval[:N_FIG_SAMPLES]), exp_dir / f'{epoch:04d}_sampled.png', nrow=8)
-            save_interp(model, args, interp_half_width(z), device, exp_dir / f'{epoch:04d}_interp.png')
-            checkpoint(epoch)
+            save_snapshot(state, x_hat, args, exp_dir)
+            save_state(state, args, ckpt_path)
         if StopFlag.requested:
-            checkpoint(epoch)
+            save_state(state, args, ckpt_path)
             raise Interrupted(f"stopped at epoch {epoch} of {start}; checkpoint in {ckpt_path}; "
                               f"continue with --resume")
     bar.close()
 
     # evaluation of the final state
+    model, z = state['model'], state['z']
     if x_hat is None:   # resumed from a finished run: recompute the last reconstruction
-        x_hat = model(z).detach()
-    seconds = elapsed_before + time.perf_counter() - t_begin
-    metrics = evaluate(model, x, x_hat, z, z_eval)
+        x_hat = generate(model.Gnet, z)
+    seconds = seconds_before + time.perf_counter() - t_begin
+    steps, step_size = chain_settings(start, args)
+    metrics = evaluate(model, x, x_hat, z, state['z_eval'])
     metrics.update(epochs=args.n_epochs, seconds=round(seconds, 2),
                    seconds_per_epoch=round(seconds / args.n_epochs, 4),
                    interp_d=[round(v, 4) for v in interp_half_width(z).tolist()],
-                   langevin_steps=steps, images=names)
+                   langevin_steps=steps, langevin_step_size=step_size, images=names)
     write_json(metrics, exp_dir / 'metrics.json')
-    write_json({str(k): v for k, v in traces.items()}, exp_dir / 'langevin_trace.json')
-    logger.info(f"{start} done in {seconds:.1f} s: recon {metrics['recon_psnr_db']:.2f} dB, "
-                f"samples NN {metrics['sample_nn_psnr_db_median']:.2f} dB, coverage {metrics['sample_coverage']}/{n}")
-    return {'metrics': metrics, 'model': model, 'z': z, 'x': x, 'names': names, 'snapshots': snaps,
-            'loss': (stat_epochs, stats['loss']), 'z_eval': z_eval, 'traces': traces}
+    write_json({str(k): v for k, v in state['traces'].items()}, exp_dir / 'langevin_trace.json')
+    logger.info(f"{start} done in {seconds:.1f} s: recon {metrics['recon_psnr_db']:.2f} dB, samples NN "
+                f"{metrics['sample_nn_psnr_db_median']:.2f} dB, coverage {metrics['sample_coverage']}/{len(x)}")
+    return {'metrics': metrics, 'model': model, 'z': z, 'x': x, 'names': names, 'snapshots': state['snapshots'],
+            'loss': (state['stat_epochs'], state['stats']['loss']), 'z_eval': state['z_eval'],
+            'traces': state['traces']}
 
 
 # -----------------------------------------------------------------------------
@@ -720,7 +858,7 @@ def compare(results, args, out_dir):
     for m in modes:
         r = results[m]
         gen = r['model'].Gnet
-        sample_panels.append((f'{m} start: g(z), z ~ N(0, I)', grid_image(generate(gen, r['z_eval'][:N_FIG_SAMPLES]), 8)))
+        sample_panels.append((f'{m} start: g(z), z ~ N(0, I)', grid_image(generate(gen, r['z_eval'][:N_FIG_SAMPLES]), 6)))
         d = interp_half_width(r['z'])
         z_grid = interp_grid(args.nz, args.ninterp, d, device)
         interp_panels.append((f'{m} start: d = ({", ".join(f"{v:.2f}" for v in d.tolist())})',
@@ -728,9 +866,131 @@ def compare(results, args, out_dir):
     plot_side_by_side(sample_panels, out_dir / 'compare_samples.png', 'random samples from the prior')
     plot_side_by_side(interp_panels, out_dir / 'compare_interp.png', 'interpolation over (-d, d)^2')
     plot_losses({m: results[m]['loss'] for m in modes}, out_dir / 'compare_loss.png')
+    for m in modes:
+        r = results[m]
+        plot_latent_map(r['z'], x, r['names'], interp_half_width(r['z']), out_dir / f'latent_map_{m}.png',
+                        f'{m} start: inferred z of the training images')
+    plot_langevin_traces({f'{m}, epoch {e}': tr for m in modes for e, tr in sorted(results[m]['traces'].items())},
+                         out_dir / 'langevin_diagnostics.png')
     pca_psnr = psnr(pca_recon(x.cpu(), k=2), x.cpu()).mean().item()
     return {**{m: results[m]['metrics'] for m in modes}, 'pca': {'recon_psnr_db': round(pca_psnr, 3)},
             'n_images': n}
+
+
+# -----------------------------------------------------------------------------
+# numbers for the report: LaTeX macros and tables generated from the metrics (never typed by hand)
+
+def tex_macros(metrics):
+    """\\newcommand lines for every figure the report quotes, e.g. \\warmReconPsnr."""
+    lines = []
+
+    def put(name, value):
+        lines.append(f'\\newcommand{{\\{name}}}{{{value}}}')
+
+    for m in ('warm', 'cold'):
+        r = metrics.get(m)
+        if not r:
+            continue
+        put(f'{m}ReconPsnr', f"{r['recon_psnr_db']:.2f}")
+        put(f'{m}NnPsnr', f"{r['sample_nn_psnr_db_median']:.2f}")
+        put(f'{m}Coverage', r['sample_coverage'])
+        put(f'{m}ZMean', ', '.join(f'{v:+.2f}' for v in r['z_mean']))
+        put(f'{m}ZStd', ', '.join(f'{v:.2f}' for v in r['z_std']))
+        put(f'{m}Epochs', r['epochs'])
+        put(f'{m}Seconds', f"{r['seconds']:.0f}")
+        put(f'{m}MsPerEpoch', f"{1000 * r['seconds_per_epoch']:.0f}")
+        put(f'{m}Steps', r['langevin_steps'])
+        put(f'{m}StepSize', r['langevin_step_size'])
+        put(f'{m}InterpD', ', '.join(f'{v:.2f}' for v in r['interp_d']))
+    put('pcaReconPsnr', f"{metrics['pca']['recon_psnr_db']:.2f}")
+    put('nImages', metrics['n_images'])
+    put('totalSeconds', f"{metrics['total_seconds']:.0f}")
+    put('totalMinutes', f"{metrics['total_seconds'] / 60:.1f}")
+    a = metrics.get('args', {})
+    for k in ('lr', 'gamma', 'mse_sigma', 'prior_sigma', 'n_epochs', 'gen_width', 'beta1', 'seed'):
+        if k in a:
+            put('arg' + ''.join(w.capitalize() for w in k.split('_')), a[k])
+    return '\n'.join(lines) + '\n'
+
+
+def results_table(metrics):
+    """Rows of the warm / cold / PCA table for the report."""
+    rows = []
+    for m in ('warm', 'cold'):
+        r = metrics.get(m)
+        if r:
+            rows.append(f"{m} start & {r['recon_psnr_db']:.2f} & {r['sample_nn_psnr_db_median']:.2f} & "
+                        f"{r['sample_coverage']}/{metrics['n_images']} & ({', '.join(f'{v:+.2f}' for v in r['z_mean'])}) & "
+                        f"({', '.join(f'{v:.2f}' for v in r['z_std'])}) & {1000 * r['seconds_per_epoch']:.0f} & {r['seconds']:.0f} \\\\")
+    rows.append(f"PCA, $k=2$ & {metrics['pca']['recon_psnr_db']:.2f} & -- & -- & -- & -- & -- & -- \\\\")
+    return '\n'.join(rows) + '\n'
+
+
+def write_text(text, path):
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+# -----------------------------------------------------------------------------
+# ablations: one change at a time from the defaults, at reduced epochs, cached in OUT_DIR/ablations/
+
+ABLATIONS = [  # (label, start mode, flags changed from the defaults)
+    ('defaults', 'warm', []),
+    ('noise $4s\\,e$ (skeleton)', 'warm', ['--langevin_noise_scale', '4']),
+    ('no noise (gradient descent)', 'warm', ['--langevin_noise_scale', '0']),
+    ('$\\sigma = 0.5$', 'warm', ['--mse_sigma', '0.5']),
+    ('$\\sigma = 0.3$', 'warm', ['--mse_sigma', '0.3']),
+    ('10 Langevin steps', 'warm', ['--langevin_num_steps', '10']),
+    ('30 Langevin steps', 'warm', ['--langevin_num_steps', '30']),
+    ('BatchNorm', 'warm', ['--batchnorm']),
+    ('no $z$ standardisation', 'warm', ['--no-z_whiten']),
+    ('course $s = 0.05$, no standardisation', 'warm', ['--langevin_step_size', '0.05', '--no-z_whiten']),
+    ('course lr, $\\gamma$ (4e-4, 0.996)', 'warm', ['--lr', '4e-4', '--gamma', '0.996']),
+    ('defaults', 'cold', []),
+    ('from fixed $z_0$ (skeleton)', 'cold', ['--cold_init', 'fixed']),
+    ('with $z$ standardisation', 'cold', ['--z_whiten']),
+]
+
+
+def run_ablations(args):
+    """Run (or re-use) every ablation at args.ablation_epochs; write ablations.json and ablations.tex."""
+    root = Path(args.out_dir) / 'ablations'
+    e = args.ablation_epochs
+    rows = []
+    for i, (label, mode, extra) in enumerate(ABLATIONS):
+        argv = ['--img_dir', str(args.img_dir), '--out_dir', str(root / f'{i:02d}'), '--start', mode,
+                '--n_epochs', str(e), '--n_plot', str(e), '--n_stats', str(max(1, e // 20)),
+                '--n_log', str(max(1, e // 5)), '--seed', str(args.seed), '--threads', str(args.threads), *extra]
+        exp_dir = root / f'{i:02d}' / mode
+        done = exp_dir / 'metrics.json'
+        if done.exists() and json.loads(done.read_text()).get('ablation_argv') == argv:
+            m = json.loads(done.read_text())
+            print(f"ablation {i:2d} {mode} {label}: cached")
+        else:
+            a = parse_args(argv)
+            try:
+                m = run(a, exp_dir, get_logger(exp_dir))['metrics']
+            except Diverged as err:
+                m = {'diverged': str(err)}
+            m['ablation_argv'] = argv
+            write_json(m, done)
+        rows.append({'label': label, 'start': mode, 'flags': ' '.join(extra), **m})
+    write_json(rows, Path(args.out_dir) / 'ablations.json')
+    write_text(ablation_table(rows), Path(args.out_dir) / 'ablations.tex')
+    return rows
+
+
+def ablation_table(rows):
+    """LaTeX rows: start, change, PSNR, sample NN-PSNR, coverage, z std, ms/epoch."""
+    out = []
+    for r in rows:
+        if 'diverged' in r:
+            out.append(f"{r['start']} & {r['label']} & \\multicolumn{{5}}{{l}}{{diverged}} \\\\")
+            continue
+        out.append(f"{r['start']} & {r['label']} & {r['recon_psnr_db']:.2f} & {r['sample_nn_psnr_db_median']:.2f} & "
+                   f"{r['sample_coverage']} & ({', '.join(f'{v:.2f}' for v in r['z_std'])}) & "
+                   f"{1000 * r['seconds_per_epoch']:.0f} \\\\")
+    return '\n'.join(out) + '\n'
 
 
 # -----------------------------------------------------------------------------
@@ -755,6 +1015,9 @@ def main(argv=None):
         out_dir.mkdir(parents=True, exist_ok=True)
         for s in old:
             signal.signal(s, request_stop)
+        if args.ablations:
+            run_ablations(args)
+            return
         results = {}
         for mode in modes:
             margs = argparse.Namespace(**{**vars(args), 'start': mode})
@@ -765,6 +1028,8 @@ def main(argv=None):
                        torch=torch.__version__, args=vars(args))
         if args.start == 'both':
             write_json(metrics, out_dir / 'metrics.json')
+            write_text(tex_macros(metrics), out_dir / 'metrics.tex')
+            write_text(results_table(metrics), out_dir / 'results_table.tex')
         print(f"done in {time.perf_counter() - t0:.0f} s; figures and metrics in {out_dir}/")
     except UserError as e:
         sys.exit(f"abp.py: error: {e}")

@@ -40,5 +40,5 @@ def real_dir():
 def tiny_argv(img_dir, out_dir, *extra):
     """Flags for a run that takes seconds: 16-px images, narrow generator, few epochs."""
     return ['--img_dir', str(img_dir), '--out_dir', str(out_dir), '--img_size', '16', '--n_epochs', '6',
-            '--n_plot', '2', '--n_log', '2', '--n_stats', '2', '--langevin_num_steps', '3',
+            '--n_plot', '2', '--n_log', '2', '--n_stats', '2', '--langevin_num_steps', '3', '--cold_langevin_num_steps', '3',
             '--gen_width', '4', '--ninterp', '4', *extra]

@@ -134,9 +134,10 @@ def test_warm_continues_cold_restarts():
     assert abp.chain_start('cold', z, z_0, args) is z_0
 
 
-def test_cold_uses_its_own_step_count():
-    args = abp.parse_args(['--langevin_num_steps', '7', '--cold_langevin_num_steps', '30'])
-    assert abp.langevin_steps('warm', args) == 7 and abp.langevin_steps('cold', args) == 30
+def test_cold_uses_its_own_chain_settings():
+    args = abp.parse_args(['--langevin_num_steps', '7', '--cold_langevin_num_steps', '30',
+                           '--langevin_step_size', '0.01', '--cold_langevin_step_size', '0.2'])
+    assert abp.chain_settings('warm', args) == (7, 0.01) and abp.chain_settings('cold', args) == (30, 0.2)
 
 
 def test_psnr_and_nearest_neighbours():
@@ -161,3 +162,14 @@ def test_interp_half_width_covers_every_latent():
     z = torch.tensor([[0.5, -2.0], [-1.0, 0.3], [0.2, 1.0]])
     d = abp.interp_half_width(z)
     assert torch.all(z.abs() <= d) and torch.allclose(d, abp.INTERP_MARGIN * torch.tensor([1.0, 2.0]))
+
+
+def test_standardize_latents_is_an_exact_change_of_variables():
+    torch.manual_seed(0)
+    g = abp.GenNet(nz=2, img_size=16, width=4)
+    z = torch.randn(7, 2) * torch.tensor([4.0, 0.3]) + torch.tensor([2.0, -1.0])
+    before = g(z).detach()
+    z2 = abp.standardize_latents(g, z)
+    assert torch.allclose(z2.mean(0), torch.zeros(2), atol=1e-5)
+    assert torch.allclose(z2.std(0), torch.ones(2), atol=1e-5)
+    assert torch.allclose(g(z2).detach(), before, atol=1e-5)
