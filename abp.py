@@ -132,7 +132,7 @@ def build_parser():
     p.add_argument('--n_stats', type=positive(int), default=20, help='loss curve point every n epochs [100]')
     p.add_argument('--ablations', action='store_true',
                    help='instead of the main run: run the ablation table (cached in OUT_DIR/ablations/)')
-    p.add_argument('--ablation_epochs', type=positive(int), default=500, help='epochs per ablation run')
+    p.add_argument('--ablation_epochs', type=positive(int), default=400, help='epochs per ablation run')
     p.add_argument('--threads', type=int, default=0, help='CPU threads for torch (0 = all cores)')
     return p
 
@@ -909,7 +909,8 @@ def tex_macros(metrics):
     a = metrics.get('args', {})
     for k in ('lr', 'gamma', 'mse_sigma', 'prior_sigma', 'n_epochs', 'gen_width', 'beta1', 'seed'):
         if k in a:
-            put('arg' + ''.join(w.capitalize() for w in k.split('_')), a[k])
+            digits = {'1': 'One', '2': 'Two'}                 # TeX macro names are letters only
+            put('arg' + ''.join(digits.get(c, c) for c in ''.join(w.capitalize() for w in k.split('_'))), a[k])
     return '\n'.join(lines) + '\n'
 
 
@@ -938,46 +939,76 @@ ABLATIONS = [  # (label, start mode, flags changed from the defaults)
     ('defaults', 'warm', []),
     ('noise $4s\\,e$ (skeleton)', 'warm', ['--langevin_noise_scale', '4']),
     ('no noise (gradient descent)', 'warm', ['--langevin_noise_scale', '0']),
-    ('$\\sigma = 0.5$', 'warm', ['--mse_sigma', '0.5']),
-    ('$\\sigma = 0.3$', 'warm', ['--mse_sigma', '0.3']),
-    ('10 Langevin steps', 'warm', ['--langevin_num_steps', '10']),
-    ('30 Langevin steps', 'warm', ['--langevin_num_steps', '30']),
+    ('$\\sigma = 1$ (course), $s = 0.01$', 'warm', ['--mse_sigma', '1', '--langevin_step_size', '0.01']),
+    ('$\\sigma = 0.5$, $s = 0.005$', 'warm', ['--mse_sigma', '0.5', '--langevin_step_size', '0.005']),
+    ('$\\sigma = 0.5$, $s = 0.02$', 'warm', ['--mse_sigma', '0.5']),
+    ('5 Langevin steps', 'warm', ['--langevin_num_steps', '5']),
+    ('20 Langevin steps', 'warm', ['--langevin_num_steps', '20']),
     ('BatchNorm', 'warm', ['--batchnorm']),
     ('no $z$ standardisation', 'warm', ['--no-z_whiten']),
-    ('course $s = 0.05$, no standardisation', 'warm', ['--langevin_step_size', '0.05', '--no-z_whiten']),
+    ('$s = 0.1$, no standardisation', 'warm', ['--langevin_step_size', '0.1', '--no-z_whiten']),
     ('course lr, $\\gamma$ (4e-4, 0.996)', 'warm', ['--lr', '4e-4', '--gamma', '0.996']),
     ('defaults', 'cold', []),
     ('from fixed $z_0$ (skeleton)', 'cold', ['--cold_init', 'fixed']),
     ('with $z$ standardisation', 'cold', ['--z_whiten']),
+    ('$\\sigma = 1$ (course)', 'cold', ['--mse_sigma', '1']),
+    ('$s = 0.1$', 'cold', ['--cold_langevin_step_size', '0.1']),
+    ('20 Langevin steps', 'cold', ['--cold_langevin_num_steps', '20']),
 ]
+
+
+def ablation_argv(args, i, mode, extra):
+    """Flags of ablation i: the defaults at args.ablation_epochs, plus its own change."""
+    e = args.ablation_epochs
+    return ['--img_dir', str(args.img_dir), '--out_dir', str(Path(args.out_dir) / 'ablations' / f'{i:02d}'),
+            '--start', mode, '--n_epochs', str(e), '--n_plot', str(e), '--n_stats', str(max(1, e // 20)),
+            '--n_log', str(max(1, e // 5)), '--seed', str(args.seed), '--threads', str(args.threads), *extra]
+
+
+def ablation_key(a):
+    """Every setting of a run, for the cache: a cached result is re-used only if all of them match."""
+    return {k: v for k, v in sorted(vars(a).items()) if k not in ('threads', 'resume')}
 
 
 def run_ablations(args):
     """Run (or re-use) every ablation at args.ablation_epochs; write ablations.json and ablations.tex."""
-    root = Path(args.out_dir) / 'ablations'
-    e = args.ablation_epochs
     rows = []
     for i, (label, mode, extra) in enumerate(ABLATIONS):
-        argv = ['--img_dir', str(args.img_dir), '--out_dir', str(root / f'{i:02d}'), '--start', mode,
-                '--n_epochs', str(e), '--n_plot', str(e), '--n_stats', str(max(1, e // 20)),
-                '--n_log', str(max(1, e // 5)), '--seed', str(args.seed), '--threads', str(args.threads), *extra]
-        exp_dir = root / f'{i:02d}' / mode
+        a = parse_args(ablation_argv(args, i, mode, extra))
+        exp_dir = Path(a.out_dir) / mode
         done = exp_dir / 'metrics.json'
-        if done.exists() and json.loads(done.read_text()).get('ablation_argv') == argv:
+        key = ablation_key(a)
+        if done.exists() and json.loads(done.read_text()).get('ablation_args') == key:
             m = json.loads(done.read_text())
             print(f"ablation {i:2d} {mode} {label}: cached")
         else:
-            a = parse_args(argv)
             try:
                 m = run(a, exp_dir, get_logger(exp_dir))['metrics']
             except Diverged as err:
                 m = {'diverged': str(err)}
-            m['ablation_argv'] = argv
+            m['ablation_args'] = key
             write_json(m, done)
         rows.append({'label': label, 'start': mode, 'flags': ' '.join(extra), **m})
     write_json(rows, Path(args.out_dir) / 'ablations.json')
     write_text(ablation_table(rows), Path(args.out_dir) / 'ablations.tex')
+    write_text(ablation_macros(rows), Path(args.out_dir) / 'ablations_macros.tex')
     return rows
+
+
+def ablation_macros(rows):
+    """Per row i (letters A, B, ...): \\ablPsnrA, \\ablNnA, \\ablCovA, \\ablZstdA, \\ablMsA for the report's text."""
+    done = [r['epochs'] for r in rows if 'epochs' in r]
+    out = [f'\\newcommand{{\\ablEpochs}}{{{done[0] if done else "--"}}}']
+    for i, r in enumerate(rows):
+        key = chr(ord('A') + i)
+        if 'diverged' in r:
+            vals = dict(Psnr='diverged', Nn='--', Cov='--', Zstd='--', Ms='--')
+        else:
+            vals = dict(Psnr=f"{r['recon_psnr_db']:.2f}", Nn=f"{r['sample_nn_psnr_db_median']:.2f}",
+                        Cov=r['sample_coverage'], Zstd=', '.join(f'{v:.2f}' for v in r['z_std']),
+                        Ms=f"{1000 * r['seconds_per_epoch']:.0f}")
+        out += [f'\\newcommand{{\\abl{k}{key}}}{{{v}}}' for k, v in vals.items()]
+    return '\n'.join(out) + '\n'
 
 
 def ablation_table(rows):

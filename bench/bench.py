@@ -48,11 +48,20 @@ def seconds_per_epoch(args, x, n):
 
 
 def flops_per_epoch(args, x):
+    """K Langevin passes (forward + gradient for z) and one learning step, counted by torch's FLOP
+    counter. Its hooks do not support torch.autograd.grad, so the z-gradient is taken with
+    backward(inputs=[z]) here: the same kernels."""
     from torch.utils.flop_counter import FlopCounterMode
     state = setup(args, x)
+    model, steps = state['model'], abp.chain_settings('warm', args)[0]
+    z = state['z'].clone().requires_grad_(True)
     with FlopCounterMode(display=False) as fc:
-        epoch(args, state, x)
-    return fc.get_total_flops()
+        e = abp.energy(model.Gnet(z), x, z, args.mse_sigma, args.prior_sigma)
+        torch.autograd.backward(e.sum(), inputs=[z])
+    langevin = fc.get_total_flops()
+    with FlopCounterMode(display=False) as fc:
+        abp.learn_step(model, state['optimizer'], state['z'], x, args.mse_sigma)
+    return steps * langevin + fc.get_total_flops()
 
 
 def matmul_peak_gflops(n=2048, reps=10):
