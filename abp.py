@@ -723,9 +723,22 @@ def save_state(state, args, path):
     save_checkpoint(path, ck)
 
 
-def load_state(state, path):
-    """Restore a checkpoint written by save_state into state (and the RNGs), in place."""
-    ck = torch.load(path, map_location=device, weights_only=False)
+RESUME_MUST_MATCH = ('nz', 'img_size', 'gen_width', 'gen_max_ch', 'batchnorm', 'start')
+
+
+def load_state(state, path, args):
+    """Restore a checkpoint written by save_state into state (and the RNGs), in place.
+    Raises UserError if it is unreadable or was written by a run with another model or data."""
+    try:
+        ck = torch.load(path, map_location=device, weights_only=False)
+    except Exception as e:
+        raise UserError(f"cannot read checkpoint {path} ({type(e).__name__}); delete it or run without --resume")
+    old = ck.get('args', {})
+    diff = [f"--{k} {old.get(k)}" for k in RESUME_MUST_MATCH if old.get(k) != getattr(args, k, None)]
+    if diff or ck['z'].shape != state['z'].shape:
+        what = ', '.join(diff) if diff else f"{ck['z'].shape[0]} images"
+        raise UserError(f"checkpoint {path} was written with {what}; resume with the same flags and images, "
+                        f"or run without --resume")
     state['model'].load_state_dict(ck['generator'])
     state['optimizer'].load_state_dict(ck['optimizer'])
     state['scheduler'].load_state_dict(ck['scheduler'])
@@ -792,7 +805,7 @@ def run(args, exp_dir, logger):
     state = new_state(args, len(x))
     ckpt_path = exp_dir / 'checkpoint.pt'
     if getattr(args, 'resume', False) and ckpt_path.exists():
-        load_state(state, ckpt_path)
+        load_state(state, ckpt_path, args)
         logger.info(f"resumed from {ckpt_path} at epoch {state['epoch']}")
     seconds_before = state['seconds']
 

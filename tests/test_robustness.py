@@ -209,3 +209,19 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
         abp.write_json({'bad': object()}, path)             # fails half-way through serialising
     assert json.loads(path.read_text()) == {'good': 1}
     assert [p.name for p in tmp_path.iterdir()] == ['metrics.json']
+
+
+@pytest.mark.parametrize('case', ['other_size', 'corrupt'])
+def test_resume_from_an_unusable_checkpoint_is_one_line_error(img_dir, tmp_path, case):
+    out = tmp_path / 'out'
+    abp.main(tiny_argv(img_dir, out, '--start', 'warm'))
+    extra = ['--img_size', '32'] if case == 'other_size' else []
+    if case == 'corrupt':
+        (out / 'warm' / 'checkpoint.pt').write_bytes(b'garbage')
+    r = subprocess.run([sys.executable, str(ROOT / 'abp.py'), *tiny_argv(img_dir, out, '--start', 'warm', '--resume'),
+                        *extra], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and 'Traceback' not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert 'checkpoint' in last and 'without --resume' in last
+    if case == 'other_size':
+        assert '--img_size 16' in last
