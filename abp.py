@@ -7,6 +7,8 @@ Computer Vision I, Project 5 (equations cited as in the handout).
     python abp.py                                   # warm + cold, every figure, output/metrics.json
     python abp.py --img_dir ../shared/data/lion_tiger --start warm
     python abp.py --resume                          # continue runs stopped by Ctrl-C
+    python abp.py --ablations                       # the report's ablation table (cached in output/)
+    python bench/bench.py                           # speed: the course configuration against ours
     python -m pytest                                # the test suite
 
 The model (eq. 1): I = g(z; theta) + eps, z ~ N(0, I_d), eps ~ N(0, sigma^2 I_D).
