@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 # -----------------------------------------------------------------------------
@@ -862,8 +861,8 @@ def compare(results, args, out_dir):
     any_r = results[modes[0]]
     x, n = any_r['x'], any_r['x'].shape[0]
     mid, last = max(1, args.n_epochs // 2), args.n_epochs
-    rows = [('training', x.cpu())]
-    rows += [('PCA, k=2', pca_recon(x.cpu(), k=2))]
+    pca = pca_recon(x.cpu(), k=2)
+    rows = [('training', x.cpu()), ('PCA, k=2', pca)]
     for m in modes:
         for e in (mid, last):
             if e in results[m]['snapshots']:
@@ -887,7 +886,7 @@ def compare(results, args, out_dir):
                         f'{m} start: inferred z of the training images')
     plot_langevin_traces({f'{m}, epoch {e}': tr for m in modes for e, tr in sorted(results[m]['traces'].items())},
                          out_dir / 'langevin_diagnostics.png')
-    pca_psnr = psnr(pca_recon(x.cpu(), k=2), x.cpu()).mean().item()
+    pca_psnr = psnr(pca, x.cpu()).mean().item()
     return {**{m: results[m]['metrics'] for m in modes}, 'pca': {'recon_psnr_db': round(pca_psnr, 3)},
             'n_images': n}
 

@@ -2,8 +2,6 @@
 import json
 import re
 
-import pytest
-
 import abp
 from conftest import ROOT
 
