@@ -120,18 +120,93 @@ def test_learning_step_gradient_is_eq7():
     assert torch.allclose(m.Gnet.b.grad, -resid.sum(0) / 4 / 0.25)
 
 
+def chain_state(n=5, seed=0):
+    """A training state of a small model, with its z and z_0 as new_state makes them."""
+    args = abp.parse_args(['--img_size', '16', '--gen_width', '4', '--cold_proposals', '40'])
+    return abp.new_state(args, n), args
+
+
 def test_warm_continues_cold_restarts():
-    args = abp.parse_args(['--img_size', '16'])
-    z = torch.randn(5, 2)
-    z_0 = torch.randn(5, 2)
-    assert abp.chain_start('warm', z, z_0, args) is z
+    state, args = chain_state()
+    x = torch.rand(5, 3, 16, 16) * 2 - 1
+    assert abp.chain_start('warm', state, x, args) is state['z']
+    args.cold_init = 'prior'
     torch.manual_seed(1)
-    cold = abp.chain_start('cold', z, z_0, args)
+    cold = abp.chain_start('cold', state, x, args)
     torch.manual_seed(1)
     assert torch.equal(cold, abp.sample_gaussian_prior(5, 2, args.prior_sigma))
-    assert not torch.equal(cold, z) and not torch.equal(cold, z_0)
     args.cold_init = 'fixed'
-    assert abp.chain_start('cold', z, z_0, args) is z_0
+    assert abp.chain_start('cold', state, x, args) is state['z_0']
+    args.cold_init = 'sir'                       # every start is one of the epoch's fresh prior draws
+    torch.manual_seed(2)
+    sir = abp.chain_start('cold', state, x, args)
+    torch.manual_seed(2)
+    draws = abp.sample_gaussian_prior(40, 2, args.prior_sigma)
+    assert sir.shape == (5, 2)
+    assert all(any(torch.equal(s, d) for d in draws) for s in sir)
+    assert not torch.equal(sir, state['z'])
+
+
+def test_sir_weights_are_the_likelihood():
+    """With M proposals whose images are known, image i must take proposal m with probability
+    exp(-||I_i - g_m||^2 / 2 sigma^2) / sum_m' (...): counted over many draws."""
+    torch.manual_seed(0)
+    sigma = 1.0
+    protos = torch.randn(3, 1, 1, 2)                          # three fixed "generated images" of 2 pixels
+
+    class Lookup(torch.nn.Module):             # g(z) = protos[k], k = how many of z's two coordinates are > 0
+        nz = 2
+
+        def forward(self, z):
+            k = (z[:, 0] > 0).long() + (z[:, 1] > 0).long()
+            return protos[k]
+
+    gen = Lookup()
+    x = torch.tensor([[[[0.3, -0.2]]]])
+    counts = torch.zeros(3)
+    torch.manual_seed(1)
+    for _ in range(3000):
+        z = abp.prior_proposals(gen, x, 3, sigma, 1.0)        # the chosen draw; which prototype it maps to:
+        counts[(z[0, 0] > 0).long() + (z[0, 1] > 0).long()] += 1
+    # the same probabilities by hand: the chance of each prototype being drawn, times its likelihood
+    torch.manual_seed(1)
+    hits = torch.zeros(3)
+    for _ in range(3000):
+        zeta = torch.randn(3, 2)
+        k = (zeta[:, 0] > 0).long() + (zeta[:, 1] > 0).long()
+        w = torch.exp(-((x.flatten() - protos[k].flatten(1)) ** 2).sum(1) / (2 * sigma ** 2))
+        hits.index_add_(0, k, w / w.sum())
+    assert torch.allclose(counts / 3000, hits / 3000, atol=0.04), (counts, hits)
+
+
+def test_posterior_width_of_a_linear_generator():
+    """For g(z) = Wz + b the curvature of eq. 3 is W^T W / sigma^2 + I / prior^2 exactly."""
+    m, _ = linear_model()
+    W = m.Gnet.W.detach()
+    sigma, prior = 0.8, 1.3
+    z = torch.randn(4, 3, dtype=torch.float64)
+    got = abp.posterior_width(m.Gnet, z, sigma, prior)
+    lam = torch.linalg.eigvalsh(W.T @ W / sigma ** 2 + torch.eye(3, dtype=torch.float64) / prior ** 2)[-1]
+    assert got.shape == (4, 1)
+    assert torch.allclose(got.double(), torch.full((4, 1), lam.rsqrt().item(), dtype=torch.float64), rtol=1e-4)
+
+
+def test_capped_step_keeps_gradient_descent_stable():
+    """A chain with a step far past the stability limit explodes; capped at one posterior width it
+    settles at the posterior mean (noise off, so eq. 6 is gradient descent)."""
+    s = 0.5
+    m, args = linear_model(s=s, sigma=0.8, prior=1.3, steps=60, noise=0.0)
+    W, b = m.Gnet.W.detach(), m.Gnet.b.detach()
+    x = (torch.randn(2, 3, dtype=torch.float64) @ W.T + b).view(2, 3, 8, 8)
+    z0 = torch.zeros(2, 3, dtype=torch.float64)
+    A = W.T @ W / 0.8 ** 2 + torch.eye(3, dtype=torch.float64) / 1.3 ** 2
+    mu = torch.linalg.solve(A, (W.T @ (x.flatten(1) - b).T) / 0.8 ** 2).T
+    wild = m.sample_langevin(z0, x)
+    assert not torch.allclose(wild, mu, atol=1e-2)
+    step = abp.capped_step(s, abp.posterior_width(m.Gnet, z0, 0.8, 1.3).double(), 1.0)
+    assert torch.all(step < s)
+    assert torch.allclose(m.sample_langevin(z0, x, step_size=step), mu, atol=1e-6)
+    assert abp.capped_step(s, None, 1.0) == s and abp.capped_step(s, step, 0.0) == s
 
 
 def test_cold_uses_its_own_chain_settings():

@@ -128,8 +128,8 @@ def test_divergence_keeps_last_good_checkpoint(img_dir, tmp_path, monkeypatch):
     out = tmp_path / 'out'
     real = abp.learn_step
 
-    def poisoned(model, optimizer, z, x, mse_sigma):
-        loss, x_hat = real(model, optimizer, z, x, mse_sigma)
+    def poisoned(model, optimizer, z, x, mse_sigma, mask=None):
+        loss, x_hat = real(model, optimizer, z, x, mse_sigma, mask)
         return (loss * float('nan') if optimizer.state_dict()['state'][0]['step'] >= 5 else loss), x_hat
 
     monkeypatch.setattr(abp, 'learn_step', poisoned)
@@ -160,19 +160,19 @@ def test_same_seed_same_metrics(img_dir, tmp_path):
 
 def test_interrupted_then_resumed_equals_uninterrupted(img_dir, tmp_path, monkeypatch):
     abp.main(tiny_argv(img_dir, tmp_path / 'full'))
-    real = abp.check_finite
+    real = abp.guard_epoch
 
-    def stop_at_3(epoch, loss, z, model):
-        real(epoch, loss, z, model)
-        if epoch == 3 and model.args.start == 'warm':
+    def stop_at_3(state, loss, psnr_db, chain_energy, args, logger):
+        real(state, loss, psnr_db, chain_energy, args, logger)
+        if state['epoch'] == 3 and args.start == 'warm':
             abp.StopFlag.requested = True                 # as the SIGINT handler does
 
-    monkeypatch.setattr(abp, 'check_finite', stop_at_3)
+    monkeypatch.setattr(abp, 'guard_epoch', stop_at_3)
     with pytest.raises(SystemExit) as e:
         abp.main(tiny_argv(img_dir, tmp_path / 'cut'))
     assert e.value.code == 130
     assert torch.load(tmp_path / 'cut' / 'warm' / 'checkpoint.pt', weights_only=False)['epoch'] == 3
-    monkeypatch.setattr(abp, 'check_finite', real)
+    monkeypatch.setattr(abp, 'guard_epoch', real)
     abp.main(tiny_argv(img_dir, tmp_path / 'cut', '--resume'))
     for mode in ('warm', 'cold'):
         full = torch.load(tmp_path / 'full' / mode / 'checkpoint.pt', weights_only=False)
@@ -225,3 +225,115 @@ def test_resume_from_an_unusable_checkpoint_is_one_line_error(img_dir, tmp_path,
     assert 'checkpoint' in last and 'without --resume' in last
     if case == 'other_size':
         assert '--img_size 16' in last
+
+
+# ---- training health ---------------------------------------------------------
+
+def saturate_once_at(epoch_to_break):
+    """A learn_step that, at one epoch, wrecks the generator's last layer so every output saturates."""
+    real, calls = abp.learn_step, {'n': 0}
+
+    def broken(model, optimizer, z, x, mse_sigma, mask=None):
+        calls['n'] += 1
+        out = real(model, optimizer, z, x, mse_sigma, mask)
+        if calls['n'] == epoch_to_break:
+            with torch.no_grad():
+                last = [m for m in model.Gnet.modules() if isinstance(m, torch.nn.ConvTranspose2d)][-1]
+                last.weight.mul_(300.0)
+                last.bias.add_(40.0)
+        return out
+    return broken
+
+
+def test_guard_recovers_from_a_collapse(img_dir, tmp_path, monkeypatch):
+    """A collapse injected at epoch 25: the guard restores the state of epoch 20 with half the lr, logs
+    one warning line, and training goes on from there: it ends above where the good state was."""
+    argv = tiny_argv(img_dir, tmp_path / 'clean', '--start', 'warm', '--n_epochs', '40', '--n_plot', '40')
+    abp.main(argv)
+    ck = torch.load(tmp_path / 'clean' / 'warm' / 'checkpoint.pt', weights_only=False)
+    at_20 = ck['stats']['psnr_db'][ck['stat_epochs'].index(20)]         # the same trajectory up to epoch 20
+    monkeypatch.setattr(abp, 'learn_step', saturate_once_at(25))
+    abp.main(tiny_argv(img_dir, tmp_path / 'hit', '--start', 'warm', '--n_epochs', '40', '--n_plot', '40'))
+    hit = json.loads((tmp_path / 'hit' / 'warm' / 'metrics.json').read_text())
+    events = hit['guard_events']
+    assert len(events) == 1 and events[0]['back_to'] == 20 and events[0]['epoch'] in (25, 26), events
+    assert 'PSNR fell' in events[0]['what'] and events[0]['lr'] < abp.parse_args([]).lr / 2
+    assert hit['recon_psnr_db'] > at_20 + 0.5, (hit['recon_psnr_db'], at_20)
+    log = (tmp_path / 'hit' / 'warm' / 'output.log').read_text()
+    assert sum('guard:' in line for line in log.splitlines()) == 1
+
+
+def test_guard_gives_up_after_repeated_collapses(img_dir, tmp_path, monkeypatch):
+    """Wrecked every epoch from epoch 15 on: five recoveries, then one line naming the epoch and the
+    flags to change, exit 1; the checkpoint on disk is the last good state."""
+    real = abp.learn_step
+
+    def always_broken(model, optimizer, z, x, mse_sigma, mask=None):
+        out = real(model, optimizer, z, x, mse_sigma, mask)
+        if optimizer.state_dict()['state'][0]['step'] >= 15:
+            with torch.no_grad():
+                for p in model.Gnet.parameters():
+                    p.mul_(-50.0)
+        return out
+
+    monkeypatch.setattr(abp, 'learn_step', always_broken)
+    out = tmp_path / 'out'
+    with pytest.raises(SystemExit) as e:
+        abp.main(tiny_argv(img_dir, out, '--start', 'warm', '--n_epochs', '40', '--n_plot', '100'))
+    msg = str(e.value.code)
+    assert 'after 5 recoveries' in msg and '--lr' in msg and len(msg.splitlines()) == 1
+    ck = torch.load(out / 'warm' / 'checkpoint.pt', weights_only=False)
+    assert ck['epoch'] == 10 and len(ck['health']['events']) == 5
+
+
+def test_no_guard_flag_lets_a_collapse_run_on(img_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(abp, 'learn_step', saturate_once_at(25))
+    abp.main(tiny_argv(img_dir, tmp_path / 'out', '--start', 'warm', '--n_epochs', '30', '--no-guard'))
+    assert json.loads((tmp_path / 'out' / 'warm' / 'metrics.json').read_text())['guard_events'] == []
+
+
+# ---- any folder: names and counts ----------------------------------------------
+
+@pytest.mark.parametrize('names,want', [
+    (['lion_1.jpg', 'lion_2.jpg', 'tiger_1.jpg', 'tiger_2.jpg'], ['lion', 'lion', 'tiger', 'tiger']),
+    (['Cat 1.png', 'cat2.png', 'dog (1).png', 'Dog-2.png'], ['cat', 'cat', 'dog', 'dog']),
+    (['199269.jpg', '000017.png', '5.png'], ['images'] * 3),                       # numbered: no prefix
+    ([f'k{c}_1.png' for c in 'abcdefghijkl'] * 2, ['images'] * 24),                  # 12 groups: too many
+    (['lion_1.jpg', 'lion_2.jpg', 'tiger.jpg'], ['images'] * 3),                   # a group of one
+    (['only.png'], ['images']),
+])
+def test_image_groups(names, want):
+    assert abp.image_groups(names) == want
+
+
+def test_two_hundred_images_with_odd_names_make_every_figure(tmp_path):
+    """200 images named by number, with spaces, accents, brackets and emoji: every figure is drawn."""
+    d = tmp_path / 'many'
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    odd = ['photo (1)', 'café été', "it's", 'naïve 😀', 'a,b;c', '-dash', 'x.y.z', '_u']
+    for i in range(200):
+        name = f'{odd[i % len(odd)]} {i}.png' if i % 3 == 0 else f'{rng.integers(10 ** 5, 10 ** 6)}_{i}.jpg'
+        Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(d / name)
+    out = tmp_path / 'out'
+    abp.main(['--img_dir', str(d), '--out_dir', str(out), '--img_size', '8', '--n_epochs', '2', '--gen_width', '2',
+              '--ninterp', '3', '--cold_proposals', '8'])
+    m = json.loads((out / 'metrics.json').read_text())
+    assert m['n_images'] == 200
+    for f in ('compare_recon.png', 'compare_samples.png', 'compare_interp.png', 'compare_loss.png',
+              'latent_map_warm.png', 'latent_map_cold.png', 'langevin_diagnostics.png'):
+        assert (out / f).stat().st_size > 0, f
+    assert Image.open(out / 'warm' / '0002_recon.png').size == (16 * 10 + 2, 13 * 10 + 2)   # rows of 16
+
+
+def test_a_failing_comparison_figure_loses_nothing(img_dir, tmp_path, monkeypatch, capsys):
+    def boom(*a, **k):
+        raise KeyError('199269.jpg')
+
+    monkeypatch.setattr(abp, 'plot_latent_map', boom)
+    out = tmp_path / 'out'
+    abp.main(tiny_argv(img_dir, out))
+    assert 'could not draw latent_map' in capsys.readouterr().err
+    m = json.loads((out / 'metrics.json').read_text())
+    assert m['warm']['recon_psnr_db'] > 0 and m['cold']['recon_psnr_db'] > 0
+    assert (out / 'compare_interp.png').exists() and (out / 'langevin_diagnostics.png').exists()

@@ -1,0 +1,241 @@
+"""The report's numbers: read output/*.json (written by the runs) and write report/generated/*.tex.
+
+    python report/make_tex.py            # then: cd report && latexmk -pdf report.tex
+
+Every figure the report quotes comes from here as a macro or a table row; nothing is typed by hand.
+A JSON file that is missing is skipped with a note (its macros stay undefined and LaTeX says so).
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def macro_name(*words):
+    """A TeX macro name from words: letters only (digits spelled), camel case: ('arg', 'beta1') -> argBetaOne."""
+    digits = dict(zip('0123456789', ['Zero', 'One', 'Two', 'Three', 'Four', 'Five', 'Six', 'Seven', 'Eight', 'Nine']))
+    parts = [p for w in words for p in str(w).replace('-', '_').split('_') if p]
+    name = parts[0] + ''.join(p[:1].upper() + p[1:] for p in parts[1:])
+    return ''.join(digits.get(c, c) for c in name if c.isalnum())
+
+
+def define(name, value):
+    return f'\\newcommand{{\\{name}}}{{{value}}}'
+
+
+def vec(values, signed=False):
+    return ', '.join(f'{v:+.2f}' if signed else f'{v:.2f}' for v in values)
+
+
+def metrics_macros(m):
+    """\\newcommand lines for every figure the report quotes from output/metrics.json, e.g. \\warmReconPsnr."""
+    lines = []
+    for mode in ('warm', 'cold'):
+        r = m.get(mode)
+        if not r:
+            continue
+        for key, value in (('ReconPsnr', f"{r['recon_psnr_db']:.2f}"), ('NnPsnr', f"{r['sample_nn_psnr_db_median']:.2f}"),
+                           ('Coverage', r['sample_coverage']), ('ZMean', vec(r['z_mean'], True)),
+                           ('ZStd', vec(r['z_std'])), ('Epochs', r['epochs']), ('Seconds', f"{r['seconds']:.0f}"),
+                           ('MsPerEpoch', f"{1000 * r['seconds_per_epoch']:.0f}"), ('Steps', r['langevin_steps']),
+                           ('StepSize', r['langevin_step_size']), ('StepMean', f"{r['langevin_step_mean']:.3f}"),
+                           ('InterpD', vec(r['interp_d'])), ('GuardEvents', len(r.get('guard_events', [])))):
+            lines.append(define(mode + key, value))
+    lines += [define('pcaReconPsnr', f"{m['pca']['recon_psnr_db']:.2f}"), define('nImages', m['n_images']),
+              define('totalSeconds', f"{m['total_seconds']:.0f}"), define('totalMinutes', f"{m['total_seconds'] / 60:.1f}")]
+    a = m.get('args', {})
+    for k in ('lr', 'gamma', 'mse_sigma', 'prior_sigma', 'n_epochs', 'gen_width', 'beta1', 'seed', 'cold_proposals',
+              'langevin_step_cap', 'curvature_every'):
+        if k in a:
+            lines.append(define(macro_name('arg', k), a[k]))
+    return '\n'.join(lines) + '\n'
+
+
+def results_table(m):
+    """Rows of the warm / cold / PCA table."""
+    rows = []
+    for mode in ('warm', 'cold'):
+        r = m.get(mode)
+        if r:
+            rows.append(f"{mode} start & {r['recon_psnr_db']:.2f} & {r['sample_nn_psnr_db_median']:.2f} & "
+                        f"{r['sample_coverage']}/{m['n_images']} & ({vec(r['z_mean'], True)}) & ({vec(r['z_std'])}) & "
+                        f"{1000 * r['seconds_per_epoch']:.0f} & {r['seconds']:.0f} \\\\")
+    rows.append(f"PCA, $k=2$ & {m['pca']['recon_psnr_db']:.2f} & -- & -- & -- & -- & -- & -- \\\\")
+    return '\n'.join(rows) + '\n'
+
+
+def row_cells(r):
+    """PSNR, NN-PSNR, coverage, z std, ms/epoch of one run's metrics, or 'diverged'."""
+    if 'diverged' in r:
+        return None
+    return [f"{r['recon_psnr_db']:.2f}", f"{r['sample_nn_psnr_db_median']:.2f}", str(r['sample_coverage']),
+            f"({vec(r['z_std'])})", f"{1000 * r['seconds_per_epoch']:.0f}"]
+
+
+def ablation_macros(rows, prefix='abl'):
+    """Per row i (letters A, B, ...): \\ablPsnrA, \\ablNnA, \\ablCovA, \\ablZstdA, \\ablMsA."""
+    done = [r['epochs'] for r in rows if 'epochs' in r]
+    out = [define(prefix + 'Epochs', done[0] if done else '--')]
+    for i, r in enumerate(rows):
+        cells = row_cells(r) or ['diverged', '--', '--', '--', '--']
+        out += [define(f'{prefix}{k}{chr(ord("A") + i)}', v) for k, v in zip(('Psnr', 'Nn', 'Cov', 'Zstd', 'Ms'), cells)]
+    return '\n'.join(out) + '\n'
+
+
+def ablation_table(rows):
+    """LaTeX rows: letter, start, change, PSNR, sample NN-PSNR, coverage, z std, ms/epoch."""
+    out = []
+    for i, r in enumerate(rows):
+        cells = row_cells(r)
+        body = ' & '.join(cells) if cells else '\\multicolumn{5}{l}{diverged}'
+        out.append(f"{chr(ord('A') + i)} & {r['start']} & {r['label']} & {body} \\\\")
+    return '\n'.join(out) + '\n'
+
+
+def bench_macros(b):
+    """The speed benchmark's figures (output/bench.json)."""
+    spe, gf = b['seconds_per_epoch'], b['gflop_per_epoch']
+    return '\n'.join([
+        define('benchCourseSecPerEpoch', f"{spe['course']:.2f}"), define('benchOursSecPerEpoch', f"{spe['ours']:.3f}"),
+        define('benchSpeedup', f"{b['speedup_per_epoch']:.0f}"), define('benchCourseGflop', f"{gf['course']:.1f}"),
+        define('benchOursGflop', f"{gf['ours']:.2f}"), define('benchAchievedGflops', f"{b['achieved_gflops_ours']:.1f}"),
+        define('benchPeakGflops', f"{b['matmul_peak_gflops']:.1f}"),
+        define('benchPeakPercent', f"{100 * b['achieved_gflops_ours'] / b['matmul_peak_gflops']:.0f}"),
+        define('benchBudget', f"{b['budget_seconds']:.0f}"), define('benchCoursePsnr', f"{b['psnr_at_budget']['course']:.2f}"),
+        define('benchOursPsnr', f"{b['psnr_at_budget']['ours']:.2f}"), define('benchThreads', b['threads'])]) + '\n'
+
+
+def study_table(rows):
+    """The cold-start study: label, PSNR, NN-PSNR, coverage, z std, ms/epoch per variant."""
+    return '\n'.join(f"{r['label']} & {' & '.join(row_cells(r) or ['diverged'] + ['--'] * 4)} \\\\" for r in rows) + '\n'
+
+
+def study_macros(rows):
+    """Per variant key (e.g. sir64 -> SirSixFour): \\studyPsnrSirSixFour, ...Nn, ...Cov, ...Ms; \\studyEpochs."""
+    out = [define('studyEpochs', next((r['epochs'] for r in rows if 'epochs' in r), '--'))]
+    for r in rows:
+        key = macro_name('x', r['key'])[1:]
+        cells = row_cells(r) or ['diverged', '--', '--', '--', '--']
+        out += [define(f'study{k}{key}', v) for k, v in zip(('Psnr', 'Nn', 'Cov', 'Zstd', 'Ms'), cells)]
+    return '\n'.join(out) + '\n'
+
+
+def seeds_table(s):
+    """One row per mode and seed: recon PSNR, NN-PSNR, coverage, z mean, z std, seconds."""
+    out = []
+    for mode in ('warm', 'cold'):
+        for seed, run in zip(s['seeds'], s['runs']):
+            r = run[mode]
+            out.append(f"{mode} & {seed} & {r['recon_psnr_db']:.2f} & {r['sample_nn_psnr_db_median']:.2f} & "
+                       f"{r['sample_coverage']} & ({vec(r['z_mean'], True)}) & ({vec(r['z_std'])}) & {r['seconds']:.0f} \\\\")
+    return '\n'.join(out) + '\n'
+
+
+def seeds_macros(s):
+    """\\seedWarmReconMin, ...Max, ...Spread, \\seedWarmNnMin, ... and \\seedList."""
+    out = [define('seedList', ', '.join(map(str, s['seeds'])))]
+    for mode in ('warm', 'cold'):
+        for key, short in (('recon_psnr_db', 'Recon'), ('sample_nn_psnr_db_median', 'Nn')):
+            v = s['summary'][mode][key]
+            out += [define(f'seed{mode.capitalize()}{short}{k.capitalize()}', f'{v[k]:.2f}') for k in ('min', 'max', 'spread')]
+    return '\n'.join(out) + '\n'
+
+
+def gen_cells(r, mode, key, fmt):
+    return format(r[mode][key], fmt) if mode in r and key in r[mode] else '--'
+
+
+def generalize_table(g):
+    """One row per folder run: folder, run, images, warm and cold PSNR, PCA, coverage, guard recoveries, collapse."""
+    out = []
+    for r in g['folders']:
+        gone = any(r.get(m, {}).get('collapsed') for m in ('warm', 'cold'))
+        out.append(f"{r['folder']} & {r['note']} & {r.get('n_images', '--')} & {gen_cells(r, 'warm', 'recon_psnr_db', '.2f')} & "
+                   f"{gen_cells(r, 'cold', 'recon_psnr_db', '.2f')} & "
+                   f"{'--' if r.get('pca_psnr_db') is None else format(r['pca_psnr_db'], '.2f')} & "
+                   f"{gen_cells(r, 'warm', 'sample_coverage', 'd')}/{gen_cells(r, 'cold', 'sample_coverage', 'd')} & "
+                   f"{gen_cells(r, 'warm', 'guard_events', 'd')}/{gen_cells(r, 'cold', 'guard_events', 'd')} & "
+                   f"{'yes' if gone else 'no'} \\\\")
+    return '\n'.join(out) + '\n'
+
+
+def generalize_macros(g):
+    """Per folder run (e.g. photos, photos_nocap): \\genPhotosWarmPsnr, ...ColdPsnr, ...WarmNorm, ...WarmGuard."""
+    out = [define('genFolders', sum(1 for r in g['folders'] if r['note'] == 'defaults'))]
+    for r in g['folders']:
+        name = macro_name('x', r['folder'], *([] if r['note'] == 'defaults' else [r['note']]))[1:]
+        for mode in ('warm', 'cold'):
+            for key, short, fmt in (('recon_psnr_db', 'Psnr', '.2f'), ('first_layer_norm', 'Norm', '.1f'),
+                                    ('guard_events', 'Guard', 'd')):
+                if mode in r and key in r[mode]:
+                    out.append(define(f'gen{name}{mode.capitalize()}{short}', format(r[mode][key], fmt)))
+    return '\n'.join(out) + '\n'
+
+
+def occlusion_table(rows):
+    """One row per occlusion kind: hidden %, PSNR of the hidden pixels for warm, cold, mean and PCA baselines."""
+    return '\n'.join(f"\\texttt{{{r['kind']}}} & {100 * r['hidden_fraction']:.0f}\\% & "
+                     f"{r['warm']['abp_hidden_psnr_db']:.2f} & {r['cold']['abp_hidden_psnr_db']:.2f} & "
+                     f"{r['mean_hidden_psnr_db']:.2f} & {r['pca_hidden_psnr_db']:.2f} & "
+                     f"{r['warm']['abp_observed_psnr_db']:.2f} \\\\" for r in rows) + '\n'
+
+
+def occlusion_macros(rows):
+    """Per kind (pixels:0.7 -> PixelsZeroSeven): \\occWarmPixelsZeroSeven, ...Cold..., ...Pca..., ...Mean...; \\occEpochs."""
+    out = [define('occEpochs', rows[0]['epochs'] if rows else '--')]
+    for r in rows:
+        kind = macro_name('x', r['kind'].replace(':', '_').replace('.', '_'))[1:]
+        out += [define(f'occWarm{kind}', f"{r['warm']['abp_hidden_psnr_db']:.2f}"),
+                define(f'occCold{kind}', f"{r['cold']['abp_hidden_psnr_db']:.2f}"),
+                define(f'occMean{kind}', f"{r['mean_hidden_psnr_db']:.2f}"),
+                define(f'occPca{kind}', f"{r['pca_hidden_psnr_db']:.2f}")]
+    return '\n'.join(out) + '\n'
+
+
+GENERATORS = [  # (input JSON in output/, output .tex in report/generated/, function)
+    ('metrics.json', 'metrics.tex', metrics_macros),
+    ('metrics.json', 'results_table.tex', results_table),
+    ('ablations.json', 'ablations.tex', ablation_table),
+    ('ablations.json', 'ablations_macros.tex', ablation_macros),
+    ('bench.json', 'bench.tex', bench_macros),
+    ('cold_study.json', 'study.tex', study_table),
+    ('cold_study.json', 'study_macros.tex', study_macros),
+    ('seeds.json', 'seeds.tex', seeds_table),
+    ('seeds.json', 'seeds_macros.tex', seeds_macros),
+    ('generalize.json', 'generalize.tex', generalize_table),
+    ('generalize.json', 'generalize_macros.tex', generalize_macros),
+    ('occlusion.json', 'occlusion.tex', occlusion_table),
+    ('occlusion.json', 'occlusion_macros.tex', occlusion_macros),
+]
+
+
+def make_all(out_dir, gen_dir):
+    """Write every generated .tex whose JSON exists; returns {tex name: text}."""
+    gen_dir.mkdir(parents=True, exist_ok=True)
+    made = {}
+    for src, dst, fn in GENERATORS:
+        path = out_dir / src
+        if not path.exists():
+            print(f'make_tex.py: note: {path} is missing; {dst} not written', file=sys.stderr)
+            continue
+        made[dst] = fn(json.loads(path.read_text()))
+        tmp = gen_dir / f'.tmp-{dst}'
+        tmp.write_text(made[dst])
+        tmp.replace(gen_dir / dst)
+    return made
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--out_dir', default=str(ROOT / 'output'), help='where the runs wrote their JSON (default: output/)')
+    p.add_argument('--gen_dir', default=str(ROOT / 'report' / 'generated'),
+                   help='where the .tex files go (default: report/generated/)')
+    a = p.parse_args()
+    made = make_all(Path(a.out_dir), Path(a.gen_dir))
+    print(f"wrote {', '.join(made)} in {a.gen_dir}")
+
+
+if __name__ == '__main__':
+    main()
