@@ -47,8 +47,6 @@ from PIL import Image, ImageOps
 
 device = 'cuda' if torch.cuda.is_available() else 'cpu'
 
-COURSE_DEFAULTS = dict(lr=4e-4, langevin_step_size=0.05, langevin_num_steps=120, mse_sigma=1.0,
-                       gamma=0.996, n_epochs=2000)  # the skeleton's values, kept for the report
 N_EVAL_SAMPLES = 100   # prior samples behind sample_nn_psnr_db_median / sample_coverage
 N_FIG_SAMPLES = 36     # of those, how many {epoch}_sampled.png shows (6 x 6)
 INTERP_MARGIN = 1.1    # d_i = INTERP_MARGIN * max_j |z_ji|: the square holds every inferred z
@@ -122,6 +120,9 @@ def build_parser():
     """Every flag and its default: the one place a default is written."""
     p = argparse.ArgumentParser(description='Alternating back-propagation on a folder of images '
                                 '(course flags keep their names; course defaults in brackets).',
+                                epilog='The report\'s other tables: python bench/seeds.py, bench/ablations.py, '
+                                       'bench/cold_study.py, bench/generalize.py, bench/occlusion.py, bench/bench.py; '
+                                       'its numbers: python report/make_tex.py (see README.md).',
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     # what to run, where
     p.add_argument('--start', default='both', choices=['warm', 'cold', 'both'],
@@ -442,10 +443,9 @@ class Model(nn.Module):
     def sample_langevin(self, z, x, num_steps=None, step_size=None, trace=None, mask=None):
         """Langevin (eq. 6) from z (N, nz) given x (N, 3, H, W) -> new z (N, nz), detached.
 
-        step_size is s, a number or one per image (N, 1); mask (N, 1, H, W) marks the observed pixels,
-        if only some are. Gradients are taken for z only
-        (torch.autograd.grad), so theta's .grad is never touched. If `trace` is a list, one dict per
-        step is appended: mean energy, |z| and step displacement."""
+        step_size is s, a number or one per image (N, 1); mask (N, 1, H, W) marks the observed pixels
+        if only some are. Gradients are taken for z only (torch.autograd.grad), so theta's .grad is
+        never touched. If `trace` is a list, one dict per step is appended: mean energy, |z| and step."""
         a = self.args
         s = a.langevin_step_size if step_size is None else step_size
         noise = a.langevin_noise_scale * s
@@ -778,9 +778,14 @@ def save_interp(model, args, z_std, device, path):
     save_images(generate(gen, z), path, nrow=args.ninterp)
 
 
+def to_palette(img):
+    """A PIL image reduced to 256 colours (median cut), as the photo-heavy figures are stored."""
+    return img.convert('RGB').quantize(256, method=Image.Quantize.MEDIANCUT)
+
+
 def save_fig(fig, path, palette=False):
     """Save a matplotlib figure atomically and close it. palette=True stores a PNG of 256 colours: for
-    figures full of photographs, 2.5x smaller at about 34 dB PSNR to the 24-bit file (no visible change)."""
+    figures full of photographs, about 2.7x smaller at 32-33 dB PSNR to the 24-bit file (bench/png_size.py)."""
     import io
 
     import matplotlib.pyplot as plt
@@ -788,7 +793,7 @@ def save_fig(fig, path, palette=False):
         if palette:
             buf = io.BytesIO()
             fig.savefig(buf, format='png', dpi=120, bbox_inches='tight')
-            Image.open(buf).convert('RGB').quantize(256, method=Image.Quantize.MEDIANCUT).save(tmp, optimize=True)
+            to_palette(Image.open(buf)).save(tmp, optimize=True)
         else:
             fig.savefig(tmp, dpi=120, bbox_inches='tight')
     plt.close(fig)
@@ -933,6 +938,7 @@ def plot_langevin_traces(traces, path):
     for ax, t in zip(axes, ('energy per image (eq. 3), log scale', 'mean ||z||', 'mean ||z_{t+1} - z_t||')):
         ax.set_title(t, fontsize=10)
         ax.set_xlabel('Langevin step')
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
     axes[0].set_yscale('log')
     axes[0].legend(fontsize=8)
@@ -1218,6 +1224,8 @@ def run(args, exp_dir, logger):
 
     # model, optimiser, latents (and masks, with --occlude): new, or where an interrupted run stopped
     state = new_state(args, len(x))
+    if state['mask'] is not None:                       # what training sees: hidden pixels black
+        save_images(hide(x, state['mask']), exp_dir / 'occluded_input.png', nrow=recon_nrow(len(x)))
     ckpt_path = exp_dir / 'checkpoint.pt'
     if args.resume and ckpt_path.exists():
         load_state(state, ckpt_path, args)

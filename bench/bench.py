@@ -2,7 +2,8 @@
 
     python bench/bench.py --img_dir ../shared/data/lion_tiger            # about 4 minutes on 2 cores
 
-Prints and writes output/bench.json and output/bench_quality_vs_time.png:
+Prints and writes output/bench.json and output/bench_quality_vs_time.png (report/make_tex.py turns the
+JSON into the report's numbers):
   1. seconds per epoch of each configuration (warm start) and their ratio;
   2. FLOPs per epoch of ours (torch's FLOP counter), the GFLOP/s achieved, and this machine's fp32
      matmul peak measured in the same run;
@@ -21,7 +22,7 @@ import abp  # noqa: E402
 
 # The skeleton's generator is a 512-channel DCGAN-style stack; ours is 256 -> 16 channels (see README).
 COURSE = ['--gen_width', '32', '--gen_max_ch', '512', '--langevin_num_steps', '120', '--langevin_step_size', '0.05',
-          '--lr', '4e-4', '--gamma', '0.996', '--mse_sigma', '1', '--no-z_whiten']
+          '--lr', '4e-4', '--gamma', '0.996', '--mse_sigma', '1', '--no-z_whiten', '--langevin_step_cap', '0']
 OURS = []
 
 
@@ -34,8 +35,10 @@ def setup(args, x):
 
 
 def epoch(args, state, x):
-    """One warm-start epoch exactly as abp.run does it."""
-    return abp.train_epoch(state, x, args, 'warm')
+    """One warm-start epoch exactly as abp.train does it (the epoch count schedules the step cap's widths)."""
+    out = abp.train_epoch(state, x, args, 'warm')
+    state['epoch'] += 1
+    return out
 
 
 def seconds_per_epoch(args, x, n):
@@ -48,9 +51,9 @@ def seconds_per_epoch(args, x, n):
 
 
 def flops_per_epoch(args, x):
-    """K Langevin passes (forward + gradient for z) and one learning step, counted by torch's FLOP
-    counter. Its hooks do not support torch.autograd.grad, so the z-gradient is taken with
-    backward(inputs=[z]) here: the same kernels."""
+    """K Langevin passes (forward + gradient for z), one learning step and the step cap's share of a
+    posterior-width measurement, counted by torch's FLOP counter. Its hooks do not support
+    torch.autograd.grad, so the z-gradient is taken with backward(inputs=[z]) here: the same kernels."""
     from torch.utils.flop_counter import FlopCounterMode
     state = setup(args, x)
     model, steps = state['model'], abp.chain_settings('warm', args)[0]
@@ -61,7 +64,13 @@ def flops_per_epoch(args, x):
     langevin = fc.get_total_flops()
     with FlopCounterMode(display=False) as fc:
         abp.learn_step(model, state['optimizer'], state['z'], x, args.mse_sigma)
-    return steps * langevin + fc.get_total_flops()
+    learn = fc.get_total_flops()
+    width = 0
+    if args.langevin_step_cap > 0:                # the posterior widths, measured every curvature_every epochs
+        with FlopCounterMode(display=False) as fc:
+            abp.posterior_width(model.Gnet, state['z'], args.mse_sigma, args.prior_sigma)
+        width = fc.get_total_flops() / args.curvature_every
+    return steps * langevin + learn + width
 
 
 def matmul_peak_gflops(n=2048, reps=10):
@@ -97,6 +106,7 @@ def main():
     a = p.parse_args()
     try:
         x = abp.load_images(a.img_dir, abp.default_transform(128))[0].to(abp.device)
+        x = x.contiguous(memory_format=torch.channels_last)              # as abp.run holds it
     except abp.UserError as e:
         sys.exit(f'bench.py: error: {e}')
     course, ours = config(a.img_dir, COURSE), config(a.img_dir, OURS)
@@ -124,19 +134,6 @@ def main():
               'budget_seconds': a.budget, 'psnr_curve': curves,
               'psnr_at_budget': {k: v[-1][1] for k, v in curves.items()}}
     abp.write_json(result, out / 'bench.json')
-    abp.write_text('\n'.join([
-        f'\\newcommand{{\\benchCourseSecPerEpoch}}{{{spe_course:.2f}}}',
-        f'\\newcommand{{\\benchOursSecPerEpoch}}{{{spe_ours:.3f}}}',
-        f'\\newcommand{{\\benchSpeedup}}{{{spe_course / spe_ours:.0f}}}',
-        f'\\newcommand{{\\benchCourseGflop}}{{{f_course / 1e9:.1f}}}',
-        f'\\newcommand{{\\benchOursGflop}}{{{f_ours / 1e9:.2f}}}',
-        f'\\newcommand{{\\benchAchievedGflops}}{{{achieved:.1f}}}',
-        f'\\newcommand{{\\benchPeakGflops}}{{{peak:.1f}}}',
-        f'\\newcommand{{\\benchPeakPercent}}{{{100 * achieved / peak:.0f}}}',
-        f'\\newcommand{{\\benchBudget}}{{{a.budget:.0f}}}',
-        f'\\newcommand{{\\benchCoursePsnr}}{{{curves["course"][-1][1]:.2f}}}',
-        f'\\newcommand{{\\benchOursPsnr}}{{{curves["ours"][-1][1]:.2f}}}',
-        f'\\newcommand{{\\benchThreads}}{{{torch.get_num_threads()}}}']) + '\n', out / 'bench.tex')
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt

@@ -25,13 +25,15 @@ def same_flags(metrics, args):
         {k: v for k, v in vars(args).items() if k not in skip}
 
 
-def run_seed(img_dir, out_dir, seed, extra=(), also=None):
+def run_seed(img_dir, out_dir, seed, extra=(), also=None, needs=()):
     """The default run with this seed (both start modes) into out_dir, or the metrics of a run that
-    already used the same flags there or in `also` (e.g. output/, the default run of seed 1)."""
+    already used the same flags there or in `also` (e.g. output/, the default run of seed 1) and still
+    holds the files in `needs` (e.g. 'warm/checkpoint.pt', which git does not keep)."""
     argv = ['--img_dir', str(img_dir), '--out_dir', str(out_dir), '--seed', str(seed), *extra]
     args = abp.parse_args(argv)
     for done in [Path(out_dir) / 'metrics.json'] + ([Path(also) / 'metrics.json'] if also else []):
-        if done.exists() and same_flags(json.loads(done.read_text()), args):
+        if done.exists() and same_flags(json.loads(done.read_text()), args) and \
+                all((done.parent / f).exists() for f in needs):
             print(f'seed {seed}: the run in {done.parent} is re-used')
             return json.loads(done.read_text())
     abp.main(argv)

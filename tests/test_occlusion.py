@@ -102,7 +102,7 @@ def test_occluded_run_reports_recovery(img_dir, tmp_path):
         assert occ['kind'] == 'pixels:0.5' and 0.4 < occ['hidden_fraction'] < 0.6
         for k in ('abp_hidden_psnr_db', 'abp_observed_psnr_db', 'mean_hidden_psnr_db', 'pca_hidden_psnr_db'):
             assert isinstance(occ[k], float) and occ[k] > 0, k
-    assert (out / 'occlusion.png').stat().st_size > 0
+    assert (out / 'occlusion.png').stat().st_size > 0 and (out / 'warm' / 'occluded_input.png').stat().st_size > 0
     ck = torch.load(out / 'warm' / 'checkpoint.pt', weights_only=False)
     assert torch.equal(ck['mask'], abp.make_masks('pixels:0.5', 4, 16, seed=1))
 

@@ -43,6 +43,8 @@ def test_generated_tex_matches_the_json(tmp_path):
     """What make_tex.py makes from output/*.json now is what the report was built from."""
     made = make_tex.make_all(ROOT / 'output', tmp_path)
     assert {'metrics.tex', 'results_table.tex', 'ablations.tex', 'bench.tex'} <= set(made)
+    # every committed generated file comes from a JSON the runs wrote (no stale or hand-made tables)
+    assert {p.name for p in (REPORT / 'generated').glob('*.tex')} == set(made)
     for name, text in made.items():
         assert (REPORT / 'generated' / name).read_text() == text, name
 
