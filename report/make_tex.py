@@ -26,7 +26,8 @@ def define(name, value):
 
 
 def vec(values, signed=False):
-    return ', '.join(f'{v:+.2f}' if signed else f'{v:.2f}' for v in values)
+    """Numbers to two decimals, comma separated; a rounded -0.00 is written +0.00."""
+    return ', '.join(f'{round(v, 2) + 0.0:+.2f}' if signed else f'{v:.2f}' for v in values)
 
 
 def metrics_macros(m):
@@ -75,12 +76,15 @@ def row_cells(r):
 
 
 def ablation_macros(rows, prefix='abl'):
-    """Per row i (letters A, B, ...): \\ablPsnrA, \\ablNnA, \\ablCovA, \\ablZstdA, \\ablMsA."""
+    """Per row i (letters A, B, ...): \\ablPsnrA, \\ablNnA, \\ablCovA, \\ablZstdA, \\ablMsA, and the guard's
+    recoveries \\ablGuardA and the first layer's weight norm \\ablNormA."""
     done = [r['epochs'] for r in rows if 'epochs' in r]
     out = [define(prefix + 'Epochs', done[0] if done else '--')]
     for i, r in enumerate(rows):
         cells = row_cells(r) or ['diverged', '--', '--', '--', '--']
-        out += [define(f'{prefix}{k}{chr(ord("A") + i)}', v) for k, v in zip(('Psnr', 'Nn', 'Cov', 'Zstd', 'Ms'), cells)]
+        cells += [str(len(r.get('guard_events', []))), f"{r['first_layer_norm']:.0f}" if 'first_layer_norm' in r else '--']
+        out += [define(f'{prefix}{k}{chr(ord("A") + i)}', v)
+                for k, v in zip(('Psnr', 'Nn', 'Cov', 'Zstd', 'Ms', 'Guard', 'Norm'), cells)]
     return '\n'.join(out) + '\n'
 
 
@@ -143,12 +147,21 @@ def seeds_macros(s):
     return '\n'.join(out) + '\n'
 
 
+def big(v):
+    """A positive number to one decimal, or as m x 10^e (in math mode) once it has five digits or more."""
+    if abs(v) < 1e4:
+        return f'{v:.1f}'
+    m, e = f'{v:.1e}'.split('e')
+    return f'${m}\\times10^{{{int(e)}}}$'
+
+
 def gen_cells(r, mode, key, fmt):
     return format(r[mode][key], fmt) if mode in r and key in r[mode] else '--'
 
 
 def generalize_table(g):
-    """One row per folder run: folder, run, images, warm and cold PSNR, PCA, coverage, guard recoveries, collapse."""
+    """One row per folder run: folder, run, images, warm and cold PSNR, PCA, coverage, guard recoveries, collapse
+    (and whether the guard gave up: abp.py stopped after its last recovery, keeping the best checkpoint)."""
     out = []
     for r in g['folders']:
         gone = any(r.get(m, {}).get('collapsed') for m in ('warm', 'cold'))
@@ -157,20 +170,30 @@ def generalize_table(g):
                    f"{'--' if r.get('pca_psnr_db') is None else format(r['pca_psnr_db'], '.2f')} & "
                    f"{gen_cells(r, 'warm', 'sample_coverage', 'd')}/{gen_cells(r, 'cold', 'sample_coverage', 'd')} & "
                    f"{gen_cells(r, 'warm', 'guard_events', 'd')}/{gen_cells(r, 'cold', 'guard_events', 'd')} & "
-                   f"{'yes' if gone else 'no'} \\\\")
+                   f"{'yes' if gone else 'no'}{', guard gave up' if 'stopped' in r else ''} \\\\")
     return '\n'.join(out) + '\n'
 
 
 def generalize_macros(g):
-    """Per folder run (e.g. photos, photos_nocap): \\genPhotosWarmPsnr, ...ColdPsnr, ...WarmNorm, ...WarmGuard."""
-    out = [define('genFolders', sum(1 for r in g['folders'] if r['note'] == 'defaults'))]
+    """Per folder run (photos; photos with note 'no step cap'): \\genPhotosWarmPsnr, \\genPhotosNoStepCapWarmPsnr,
+    ...ColdPsnr, ...WarmNorm, ...WarmGuard; over the default runs: \\genGuardTotal (guard recoveries),
+    \\genCollapses, and the warm - cold gap \\genGapMin, \\genGapMax, \\genGapWithinThree (folders within 3 dB)."""
+    runs = [r for r in g['folders'] if r['note'] == 'defaults']
+    both = [r for r in runs if 'warm' in r and 'cold' in r]
+    gaps = [r['warm']['recon_psnr_db'] - r['cold']['recon_psnr_db'] for r in both]
+    out = [define('genFolders', len(runs)),
+           define('genGuardTotal', sum(r[m]['guard_events'] for r in runs for m in ('warm', 'cold') if m in r)),
+           define('genCollapses', sum(1 for r in runs for m in ('warm', 'cold') if r.get(m, {}).get('collapsed'))),
+           define('genGapMin', f'{min(gaps):.1f}' if gaps else '--'), define('genGapMax', f'{max(gaps):.1f}' if gaps else '--'),
+           define('genGapWithinThree', sum(1 for v in gaps if v <= 3.0))]
     for r in g['folders']:
-        name = macro_name('x', r['folder'], *([] if r['note'] == 'defaults' else [r['note']]))[1:]
+        name = macro_name('x', r['folder'], *([] if r['note'] == 'defaults' else r['note'].replace(',', ' ').split()))[1:]
         for mode in ('warm', 'cold'):
             for key, short, fmt in (('recon_psnr_db', 'Psnr', '.2f'), ('first_layer_norm', 'Norm', '.1f'),
                                     ('guard_events', 'Guard', 'd')):
                 if mode in r and key in r[mode]:
-                    out.append(define(f'gen{name}{mode.capitalize()}{short}', format(r[mode][key], fmt)))
+                    v = r[mode][key]
+                    out.append(define(f'gen{name}{mode.capitalize()}{short}', big(v) if short == 'Norm' else format(v, fmt)))
     return '\n'.join(out) + '\n'
 
 
