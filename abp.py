@@ -1362,6 +1362,11 @@ def compare(results, args, out_dir):
 # -----------------------------------------------------------------------------
 # main
 
+def start_modes(start):
+    """The start modes that --start trains: ['warm', 'cold'] for 'both'."""
+    return ['warm', 'cold'] if start == 'both' else [start]
+
+
 def main(argv=None):
     """Parse flags, train the requested start mode(s), write figures and metrics; returns None."""
     args = parse_args(argv)
@@ -1369,7 +1374,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     set_cuda()
     out_dir = Path(args.out_dir)
-    modes = ['warm', 'cold'] if args.start == 'both' else [args.start]
+    modes = start_modes(args.start)
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def request_stop(signum, frame):

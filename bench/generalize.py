@@ -49,17 +49,11 @@ def mode_row(out, mode, metrics):
             'gave_up': True, 'collapsed': collapsed(out, mode), 'seconds': ck['seconds']}
 
 
-def modes_of(flags):
-    """The start modes a run with these abp.py flags trains."""
-    start = abp.parse_args(['--img_dir', '.', *flags]).start
-    return ('warm', 'cold') if start == 'both' else (start,)
-
-
 def run_folder(name, folder, out, extra, note='defaults'):
     """abp.py on one folder (cached); its row of the table."""
     row = {'folder': name, 'note': note}
     try:
-        m = run_seed(folder, out, 1, extra, needs=[f'{mode}/checkpoint.pt' for mode in modes_of(extra)])
+        m = run_seed(folder, out, 1, extra, need_checkpoints=True)   # its figure needs them
     except SystemExit as e:          # abp.py gave up (the guard's last word): what it kept still counts
         row['stopped'] = str(e.code)
         m = {mode: None for mode in ('warm', 'cold') if (Path(out) / mode / 'checkpoint.pt').exists()}

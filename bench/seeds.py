@@ -25,12 +25,13 @@ def same_flags(metrics, args):
         {k: v for k, v in vars(args).items() if k not in skip}
 
 
-def run_seed(img_dir, out_dir, seed, extra=(), also=None, needs=()):
+def run_seed(img_dir, out_dir, seed, extra=(), also=None, need_checkpoints=False):
     """The default run with this seed (both start modes) into out_dir, or the metrics of a run that
-    already used the same flags there or in `also` (e.g. output/, the default run of seed 1) and still
-    holds the files in `needs` (e.g. 'warm/checkpoint.pt', which git does not keep)."""
+    already used the same flags there or in `also` (e.g. output/, the default run of seed 1) and, with
+    need_checkpoints, still holds each mode's checkpoint.pt (which git does not keep)."""
     argv = ['--img_dir', str(img_dir), '--out_dir', str(out_dir), '--seed', str(seed), *extra]
     args = abp.parse_args(argv)
+    needs = [f'{mode}/checkpoint.pt' for mode in abp.start_modes(args.start)] if need_checkpoints else []
     for done in [Path(out_dir) / 'metrics.json'] + ([Path(also) / 'metrics.json'] if also else []):
         if done.exists() and same_flags(json.loads(done.read_text()), args) and \
                 all((done.parent / f).exists() for f in needs):

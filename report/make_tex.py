@@ -148,7 +148,7 @@ def seeds_macros(s):
 
 
 def big(v):
-    """A positive number to one decimal, or as m x 10^e (in math mode) once it has five digits or more."""
+    """A number to one decimal, or as m x 10^e (in math mode) once it has five digits or more."""
     if abs(v) < 1e4:
         return f'{v:.1f}'
     m, e = f'{v:.1e}'.split('e')
@@ -189,11 +189,10 @@ def generalize_macros(g):
     for r in g['folders']:
         name = macro_name('x', r['folder'], *([] if r['note'] == 'defaults' else r['note'].replace(',', ' ').split()))[1:]
         for mode in ('warm', 'cold'):
-            for key, short, fmt in (('recon_psnr_db', 'Psnr', '.2f'), ('first_layer_norm', 'Norm', '.1f'),
-                                    ('guard_events', 'Guard', 'd')):
+            for key, short, fmt in (('recon_psnr_db', 'Psnr', '{:.2f}'.format), ('first_layer_norm', 'Norm', big),
+                                    ('guard_events', 'Guard', str)):
                 if mode in r and key in r[mode]:
-                    v = r[mode][key]
-                    out.append(define(f'gen{name}{mode.capitalize()}{short}', big(v) if short == 'Norm' else format(v, fmt)))
+                    out.append(define(f'gen{name}{mode.capitalize()}{short}', fmt(r[mode][key])))
     return '\n'.join(out) + '\n'
 
 
