@@ -5,11 +5,11 @@ Computer Vision I, Project 5 (equations cited as in the handout).
 
     pip install -r requirements.txt
     python abp.py                                   # warm + cold, every figure, output/metrics.json
-    python abp.py --img_dir ../shared/data/lion_tiger --start warm
+    python abp.py --img_dir ../shared/data/lion_tiger --start warm      # one mode: all of it in output/warm/
     python abp.py --resume                          # continue runs stopped by Ctrl-C
     python -m pytest                                # the test suite
     python bench/ablations.py                       # the report's ablation table (cached in output/)
-    python bench/bench.py                           # speed: the course configuration against ours
+    python bench/bench.py                           # speed: the course hyperparameters against ours
     python report/make_tex.py                       # the report's numbers, from output/*.json
 
 The model (eq. 1): I = g(z; theta) + eps, z ~ N(0, I_d), eps ~ N(0, sigma^2 I_D).
@@ -22,10 +22,16 @@ one of them resampled by its likelihood (sampling-importance-resampling from the
 the Langevin steps from there. `--cold_init prior` is the handout's cold start: one prior draw per
 image. Each image's Langevin step is capped at its posterior's width, so chains stay stable however
 sharp the generator becomes, and a health guard restores the last good state if training collapses.
+
+A mode's settings (steps, s, chain start, standardisation) are resolved once from the flags into a
+Chain (chain_for) in main and passed down: train_epoch, the guard's messages and metrics.json read it.
 """
 import argparse
 import contextlib
 import copy
+import dataclasses
+import functools
+import io
 import json
 import logging
 import math
@@ -37,10 +43,17 @@ import sys
 import time
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import torch
 import torch.nn as nn
-from PIL import Image, ImageOps
+from matplotlib.figure import Figure      # the object API: no pyplot, so importing abp sets no backend
+from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+from matplotlib.patches import Circle, Rectangle
+from PIL import Image, ImageDraw, ImageOps
+from torchvision import transforms
+from torchvision.utils import make_grid, save_image
+from tqdm import tqdm
 
 # -----------------------------------------------------------------------------
 # config
@@ -54,6 +67,9 @@ GUARD_DROP_DB = 6.0    # the guard calls an epoch sick when its PSNR is this far
 GUARD_GOOD_DB = 1.5    # ... and keeps a state to return to when it is within this of the best
 GUARD_EVERY = 10       # epochs between two kept states
 GUARD_MAX_EVENTS = 5   # recoveries before the run stops
+COLD_INITS = ('sir', 'prior', 'fixed', 'annealed', 'chains')   # --cold_init: where cold chains start
+ANNEAL_STEPS = 9       # --cold_init annealed: tempered Langevin steps before the chain's own steps ...
+ANNEAL_HOT = 8.0       # ... with sigma of eq. 3 lowered geometrically from ANNEAL_HOT * sigma to sigma
 
 
 class UserError(Exception):
@@ -148,12 +164,15 @@ def build_parser():
                    help='Langevin steps per epoch, cold start, after the chain start is chosen (ours) [120]')
     p.add_argument('--cold_langevin_step_size', type=positive(float), default=0.02,
                    help='s of eq. 6, cold start (ours) [0.05]')
-    p.add_argument('--cold_init', default='sir', choices=['sir', 'prior', 'fixed'],
+    p.add_argument('--cold_init', default='sir', choices=COLD_INITS,
                    help='where each cold chain starts, every epoch: sir = one of --cold_proposals prior draws, '
                         'resampled by the image\'s likelihood (ours); prior = one prior draw per image '
-                        '(the handout\'s cold start); fixed = the skeleton\'s single z_0')
+                        '(the handout\'s cold start); fixed = the skeleton\'s single z_0; annealed = a prior draw, '
+                        f'then {ANNEAL_STEPS} Langevin steps with sigma lowered from {ANNEAL_HOT:g} sigma to sigma; '
+                        'chains = --cold_chains prior draws per image, the lowest-energy one after the Langevin steps')
     p.add_argument('--cold_proposals', type=positive(int), default=64,
                    help='prior draws per epoch for --cold_init sir, shared by all images (one generator pass)')
+    p.add_argument('--cold_chains', type=positive(int), default=4, help='chains per image for --cold_init chains')
     p.add_argument('--langevin_step_cap', type=non_negative, default=1.0,
                    help='cap each image\'s step s at this many posterior widths 1/sqrt(curvature of eq. 3 in z), '
                         'so a chain never overshoots however sharp g gets; 0 = off (ours)')
@@ -161,9 +180,10 @@ def build_parser():
                    help='epochs between two measurements of the posterior widths for --langevin_step_cap')
     p.add_argument('--langevin_noise_scale', type=non_negative, default=1.0,
                    help='noise is scale*s*e; eq. 6 has 1, the course skeleton 4, 0 = gradient descent')
-    p.add_argument('--z_whiten', action=argparse.BooleanOptionalAction, default=None,
-                   help='keep inferred z at mean 0, std 1 by an exact change of variables absorbed into '
-                        'the first layer (ours; the skeleton has none); unset: on for warm, off for cold')
+    p.add_argument('--standardize_z', '--z_whiten', action=argparse.BooleanOptionalAction, default=None,
+                   help='re-express inferred z with mean 0, std 1 after each epoch\'s chains, absorbing the affine map '
+                        'into the first layer so g(z) is unchanged (ours; the skeleton has none); unset: on for warm, '
+                        'off for cold')
     p.add_argument('--mse_sigma', type=positive(float), default=2.0,
                    help='sigma of eq. 3, the tempering parameter: 2 broadens the posterior (ours) [1]')
     p.add_argument('--prior_sigma', type=positive(float), default=1.0, help='std of the prior of z [1]')
@@ -191,10 +211,18 @@ def build_parser():
     return p
 
 
+@functools.cache
+def flag_defaults():
+    """{flag name: default} of build_parser(), made once."""
+    return vars(build_parser().parse_args([]))
+
+
 def with_defaults(args):
     """args with every flag it lacks filled in from build_parser()'s defaults (e.g. an autograder's
-    bare Namespace); returns a new Namespace."""
-    return argparse.Namespace(**{**vars(build_parser().parse_args([])), **vars(args)})
+    bare Namespace): a new Namespace, or args itself when it lacks nothing."""
+    if all(hasattr(args, k) for k in flag_defaults()):
+        return args
+    return argparse.Namespace(**{**flag_defaults(), **vars(args)})
 
 
 def check_args(parser, args):
@@ -219,6 +247,34 @@ def parse_args(argv=None):
     """Flags -> argparse.Namespace (course names kept; see --help)."""
     parser = build_parser()
     return check_args(parser, parser.parse_args(argv))
+
+
+@dataclasses.dataclass(frozen=True)
+class Chain:
+    """One start mode's inference settings, resolved from the flags once (chain_for) and passed down:
+    the loop runs them, its messages name them and metrics.json reports them."""
+    mode: str           # 'warm' or 'cold'
+    init: str           # where each epoch's chains start: 'warm' (each image's current z) or a COLD_INITS name
+    steps: int          # Langevin steps per epoch (eq. 6)
+    step_size: float    # s of eq. 6, before the per-image cap (--langevin_step_cap)
+    step_flag: str      # the flag that sets step_size, for messages
+    standardize: bool   # re-standardise z after the chains (standardize_latents)
+    proposals: int      # prior draws per epoch, init 'sir'
+    n_chains: int       # chains per image, init 'chains'
+
+
+def chain_for(args, mode):
+    """The Chain of `mode` ('warm' or 'cold') from the flags in args: the one place a mode's settings are chosen.
+    Standardisation defaults to on for warm, off for cold (cold chains restart from the prior every epoch,
+    so their z is at the prior's scale already)."""
+    standardize = (mode == 'warm') if args.standardize_z is None else args.standardize_z
+    if mode == 'warm':
+        return Chain('warm', 'warm', args.langevin_num_steps, args.langevin_step_size, '--langevin_step_size',
+                     standardize, args.cold_proposals, args.cold_chains)
+    if mode == 'cold':
+        return Chain('cold', args.cold_init, args.cold_langevin_num_steps, args.cold_langevin_step_size,
+                     '--cold_langevin_step_size', standardize, args.cold_proposals, args.cold_chains)
+    raise ValueError(f"start mode must be 'warm' or 'cold', got {mode!r}")
 
 
 def set_seed(seed):
@@ -302,7 +358,6 @@ def to_rgb(img):
 
 def default_transform(img_size):
     """Shorter side -> img_size, centre crop to a square, tensor in [-1, 1]."""
-    from torchvision import transforms
     return transforms.Compose([
         transforms.Resize(img_size, interpolation=transforms.InterpolationMode.BICUBIC, antialias=True),
         transforms.CenterCrop(img_size),
@@ -361,29 +416,31 @@ def channels(res, width, max_ch):
     return max(1, min(max_ch, width * 64 // res))
 
 
+def up(cin, cout, batchnorm):
+    """One stage of eq. 2: ConvTranspose2d(4, stride 2) doubles the side, then (BatchNorm,) LeakyReLU."""
+    return [nn.ConvTranspose2d(cin, cout, 4, 2, 1), *([nn.BatchNorm2d(cout)] if batchnorm else []), nn.LeakyReLU(0.2)]
+
+
 class GenNet(nn.Module):
     """Generator: z (N, nz) -> images (N, 3, img_size, img_size) in [-1, 1].
 
-    A linear layer makes a 4x4 map; each ConvTranspose2d(4, stride 2) doubles the side. Channels
-    halve as resolution doubles, so every layer costs about the same FLOPs; the 128-px layer emits
-    RGB directly. No BatchNorm by default: with one batch of 11 images it would couple the images'
-    reconstructions and its statistics would be disturbed by every Langevin pass."""
+    With the defaults (img_size 128, width 16) the stages are
+        z (nz) -> fc -> 256 x 4 x 4 -> 128 x 8 x 8 -> 64 x 16 x 16 -> 32 x 32 x 32 -> 16 x 64 x 64 -> 3 x 128 x 128
+    A linear layer makes the 4x4 map; each ConvTranspose2d(4, stride 2) doubles the side and halves the
+    channels (`channels`), so every stage costs about the same FLOPs; the last emits RGB through tanh.
+    Other sizes add or drop stages of the same kind. No BatchNorm by default: with one batch of 11 images
+    it would couple the images' reconstructions and its statistics would be disturbed by every Langevin pass."""
 
     def __init__(self, nz=2, img_size=128, width=16, max_ch=256, batchnorm=False):
         super().__init__()
-        c0 = channels(4, width, max_ch)
         self.nz, self.img_size = nz, img_size
-        self.fc = nn.Linear(nz, c0 * 16)
-        layers = [nn.Unflatten(1, (c0, 4, 4))] + ([nn.BatchNorm2d(c0)] if batchnorm else []) + [nn.LeakyReLU(0.2)]
-        res = 4
-        while res < img_size // 2:
-            cin, cout = channels(res, width, max_ch), channels(2 * res, width, max_ch)
-            layers.append(nn.ConvTranspose2d(cin, cout, 4, 2, 1))
-            layers += [nn.BatchNorm2d(cout)] if batchnorm else []
-            layers.append(nn.LeakyReLU(0.2))
-            res *= 2
-        layers += [nn.ConvTranspose2d(channels(res, width, max_ch), 3, 4, 2, 1), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
+        sides = [4 * 2 ** k for k in range(img_size.bit_length() - 3)]         # 4, 8, ..., img_size / 2
+        ch = [channels(r, width, max_ch) for r in sides]                         # 256, 128, 64, 32, 16
+        self.fc = nn.Linear(nz, ch[0] * 16)                                      # z -> ch[0] x 4 x 4
+        self.net = nn.Sequential(
+            nn.Unflatten(1, (ch[0], 4, 4)), *([nn.BatchNorm2d(ch[0])] if batchnorm else []), nn.LeakyReLU(0.2),
+            *[layer for cin, cout in zip(ch, ch[1:]) for layer in up(cin, cout, batchnorm)],   # 4 -> img_size / 2
+            nn.ConvTranspose2d(ch[-1], 3, 4, 2, 1), nn.Tanh())                   # img_size / 2 -> img_size, RGB
 
     def forward(self, z):
         return self.net(self.fc(z))
@@ -431,29 +488,33 @@ def energy(x_hat, x, z, mse_sigma, prior_sigma, mask=None):
 class Model(nn.Module):
     """Model(args): generator Gnet + Langevin inference; forward(z) -> Gnet(z)."""
 
-    def __init__(self, args):
+    def __init__(self, args, chain=None):
         super().__init__()
         self.args = a = with_defaults(args)
+        # sample_langevin's default steps and s: the given chain's, else args.start's (warm for 'both')
+        self.chain = chain or chain_for(a, 'cold' if a.start == 'cold' else 'warm')
         self.Gnet = GenNet(nz=a.nz, img_size=a.img_size, width=a.gen_width, max_ch=a.gen_max_ch,
                            batchnorm=a.batchnorm)
         self.Gnet.apply(weights_init_xavier)
         # channels-last feature maps: 1.3-1.8x faster convolutions on the CPU, same maths
         self.Gnet.to(memory_format=torch.channels_last)
 
-    def sample_langevin(self, z, x, num_steps=None, step_size=None, trace=None, mask=None):
+    def sample_langevin(self, z, x, num_steps=None, step_size=None, trace=None, mask=None, mse_sigma=None):
         """Langevin (eq. 6) from z (N, nz) given x (N, 3, H, W) -> new z (N, nz), detached.
 
-        step_size is s, a number or one per image (N, 1); mask (N, 1, H, W) marks the observed pixels
-        if only some are. Gradients are taken for z only (torch.autograd.grad), so theta's .grad is
-        never touched. If `trace` is a list, one dict per step is appended: mean energy, |z| and step."""
+        num_steps and step_size (s: a number or one per image, (N, 1)) default to self.chain's; mask
+        (N, 1, H, W) marks the observed pixels if only some are; mse_sigma (default args.mse_sigma) is sigma
+        of eq. 3. Gradients are taken for z only (torch.autograd.grad), so theta's .grad is never touched.
+        If `trace` is a list, one dict per step is appended: mean energy, |z| and step."""
         a = self.args
-        s = a.langevin_step_size if step_size is None else step_size
-        noise = a.langevin_noise_scale * s
-        steps = a.langevin_num_steps if num_steps is None else num_steps
+        s = self.chain.step_size if step_size is None else step_size
+        steps = self.chain.steps if num_steps is None else num_steps
+        sigma = a.mse_sigma if mse_sigma is None else mse_sigma
+        noise = a.langevin_noise_scale * s                  # eq. 6 has 1 * s; the course skeleton 4 * s
         z = z.detach().clone()
         for _ in range(steps):
             z.requires_grad_(True)
-            e = energy(self.Gnet(z), x, z, a.mse_sigma, a.prior_sigma, mask)
+            e = energy(self.Gnet(z), x, z, sigma, a.prior_sigma, mask)
             grad = torch.autograd.grad(e.sum(), z)[0]                    # = -d/dz log p(z, I; theta)
             z_new = z.detach() - 0.5 * s * s * grad + noise * torch.randn_like(z)   # eq. 6
             if trace is not None:
@@ -516,24 +577,57 @@ def prior_proposals(gen, x, n_proposals, mse_sigma, prior_sigma, mask=None):
     return zeta[torch.multinomial(torch.softmax(log_w, 1), 1).squeeze(1)]
 
 
-def chain_start(start, state, x, args):
-    """Where this epoch's Langevin chains start: warm -> the current z; cold -> prior proposals
-    resampled by likelihood (sir), one prior draw per image (prior), or the skeleton's fixed z_0."""
-    z = state['z']
-    if start == 'warm':
-        return z
-    if args.cold_init == 'fixed':
+def annealed_start(model, x, state, chain, args):
+    """--cold_init annealed: a prior draw per image, then ANNEAL_STEPS Langevin steps with sigma of eq. 3
+    lowered geometrically from ANNEAL_HOT * sigma to sigma (tempering: early steps see a smoother energy and
+    may cross between basins). Each step is capped at the posterior width of its own temperature, which
+    grows with sigma, from the widths measured last (or now, on the first epoch)."""
+    z = sample_gaussian_prior(x.shape[0], args.nz, args.prior_sigma)
+    width = state['width'] if state['width'] is not None else \
+        posterior_width(model.Gnet, z, args.mse_sigma, args.prior_sigma, state['mask'])
+    for t in range(ANNEAL_STEPS):
+        temp = ANNEAL_HOT ** (1 - t / max(1, ANNEAL_STEPS - 1))
+        s = capped_step(chain.step_size * temp, width * temp, args.langevin_step_cap)
+        z = model.sample_langevin(z, x, 1, s, mask=state['mask'], mse_sigma=args.mse_sigma * temp)
+    return z
+
+
+def best_of_chains(model, x, state, chain, args):
+    """--cold_init chains: chain.n_chains prior draws per image, chain.steps capped Langevin steps each,
+    and per image the end of lowest energy (eq. 3)."""
+    c, n, mask = chain.n_chains, x.shape[0], state['mask']
+    z = sample_gaussian_prior(c * n, args.nz, args.prior_sigma)
+    xx, mm = x.repeat(c, 1, 1, 1), None if mask is None else mask.repeat(c, 1, 1, 1)
+    width = state['width'] if state['width'] is not None else \
+        posterior_width(model.Gnet, z[:n], args.mse_sigma, args.prior_sigma, mask)
+    s = capped_step(chain.step_size, width.repeat(c, 1), args.langevin_step_cap)
+    z = model.sample_langevin(z, xx, chain.steps, s, mask=mm)
+    e = energy(generate(model.Gnet, z), xx, z, args.mse_sigma, args.prior_sigma, mm).view(c, n)
+    return z.view(c, n, -1)[e.argmin(0), torch.arange(n)]
+
+
+def chain_start(chain, state, x, args):
+    """Where this epoch's Langevin chains start, by chain.init: warm -> each image's current z; cold ->
+    prior proposals resampled by likelihood (sir), one prior draw per image (prior), the skeleton's
+    fixed z_0 (fixed), a tempered chain from a prior draw (annealed), or the best of several (chains)."""
+    model, n = state['model'], x.shape[0]
+    if chain.init == 'warm':
+        return state['z']
+    if chain.init == 'fixed':
         return state['z_0']
-    if args.cold_init == 'prior':
-        return sample_gaussian_prior(z.shape[0], z.shape[1], args.prior_sigma)
-    return prior_proposals(state['model'].Gnet, x, args.cold_proposals, args.mse_sigma, args.prior_sigma, state['mask'])
+    if chain.init == 'prior':
+        return sample_gaussian_prior(n, args.nz, args.prior_sigma)
+    if chain.init == 'annealed':
+        return annealed_start(model, x, state, chain, args)
+    if chain.init == 'chains':
+        return best_of_chains(model, x, state, chain, args)
+    return prior_proposals(model.Gnet, x, chain.proposals, args.mse_sigma, args.prior_sigma, state['mask'])
 
 
-def chain_settings(start, args):
-    """(Langevin steps per epoch, step size s) for this start mode."""
-    if start == 'cold':
-        return args.cold_langevin_num_steps, args.cold_langevin_step_size
-    return args.langevin_num_steps, args.langevin_step_size
+def langevin_step(chain, state, args):
+    """This epoch's s of eq. 6 per image: the chain's step, capped at --langevin_step_cap posterior widths,
+    times the guard's scale (1 unless it had to shrink the steps)."""
+    return capped_step(chain.step_size, state['width'], args.langevin_step_cap) * state['health']['step_scale']
 
 
 # -----------------------------------------------------------------------------
@@ -558,11 +652,12 @@ def learn_step(model, optimizer, z, x, mse_sigma, mask=None):
 @torch.no_grad()
 def standardize_latents(gen, z):
     """Re-express z (N, nz) with mean 0 and std 1 per dimension, absorbing the affine map into the
-    generator's first (linear) layer: g(z) is unchanged exactly, so is eq. 3's likelihood. Returns new z.
+    generator's first (linear) layer: g(z), and with it eq. 3's data term, is unchanged exactly; the prior
+    term ||z||^2 / 2 is not (it is what pulls z towards N(0, I)'s scale). Returns the new z.
 
-    Why: the likelihood is invariant to z -> c z + m (the first layer can undo it) and the prior's pull
+    Why: the data term is invariant to z -> c z + m (the first layer can undo it) and the prior's pull
     per Langevin step, s^2/2 * z, is far weaker than the likelihood's, so the scale of the inferred z
-    drifts (the course defaults end with std ~5) and samples from N(0, I) miss the images' z."""
+    drifts and samples from N(0, I) miss the images' z."""
     if z.shape[0] < 2:
         return z
     m, c = z.mean(0), z.std(0).clamp_min(1e-3)
@@ -571,23 +666,15 @@ def standardize_latents(gen, z):
     return (z - m) / c
 
 
-def whiten_latents(start, args):
-    """Standardise z each epoch? --z_whiten / --no-z_whiten decide; unset: warm yes, cold no
-    (cold chains restart from the prior every epoch, so their z is at the prior's scale already)."""
-    return (start == 'warm') if args.z_whiten is None else args.z_whiten
-
-
-def train_epoch(state, x, args, start, trace=None):
+def train_epoch(state, x, chain, args, trace=None):
     """One epoch of ABP: (1) Langevin on z (eq. 6), (2) one step on theta (eq. 7). Returns (loss, x_hat)."""
     model = state['model']
-    steps, s = chain_settings(start, args)
     # (1) inferential back-propagation: warm continues each chain, cold starts from the prior
-    z = chain_start(start, state, x, args)
+    z = chain_start(chain, state, x, args)
     if args.langevin_step_cap > 0 and state['epoch'] % args.curvature_every == 0:
         state['width'] = posterior_width(model.Gnet, z, args.mse_sigma, args.prior_sigma, state['mask'])
-    s = capped_step(s, state['width'], args.langevin_step_cap) * state['health']['step_scale']
-    z = model.sample_langevin(z, x, steps, s, trace, state['mask'])
-    if whiten_latents(start, args):                         # fix the gauge: inferred z at N(0, I)'s scale
+    z = model.sample_langevin(z, x, chain.steps, langevin_step(chain, state, args), trace, state['mask'])
+    if chain.standardize:                                   # fix the gauge: inferred z at N(0, I)'s scale
         z = standardize_latents(model.Gnet, z)
     state['z'] = z
     # (2) learning back-propagation on the detached z
@@ -620,7 +707,7 @@ def restore_good_state(state):
         state[k] = {e: v for e, v in state[k].items() if e <= good['epoch']}
 
 
-def sickness(loss, z, psnr_db, best_db):
+def diagnose(loss, z, psnr_db, best_db):
     """What is wrong with this epoch, in words, or None: non-finite numbers or a collapse of the PSNR.
     (A non-finite parameter shows up as a non-finite loss one epoch later.)"""
     what = ('the loss' if not torch.isfinite(loss).all() else 'the latent z' if not torch.isfinite(z).all() else None)
@@ -631,12 +718,12 @@ def sickness(loss, z, psnr_db, best_db):
     return None
 
 
-def guard_epoch(state, loss, psnr_db, chain_energy, args, logger):
+def guard_epoch(state, loss, psnr_db, chain_energy, chain, args, logger):
     """After an epoch: keep a good state now and then, or, if the epoch is sick, restore the last good
     state, halve the lr (and the Langevin step if the chain made the fit worse) and log one line.
     Raises Diverged after GUARD_MAX_EVENTS recoveries, or at once with --no-guard."""
     h, epoch = state['health'], state['epoch']
-    what = sickness(loss, state['z'], psnr_db, h['best_db'])
+    what = diagnose(loss, state['z'], psnr_db, h['best_db'])
     if what is None:
         h['best_db'] = max(h['best_db'], psnr_db)
         if (psnr_db >= h['best_db'] - GUARD_GOOD_DB and epoch - h['good']['epoch'] >= GUARD_EVERY
@@ -648,8 +735,8 @@ def guard_epoch(state, loss, psnr_db, chain_energy, args, logger):
     lr = state['optimizer'].param_groups[0]['lr']
     if not args.guard or len(h['events']) >= GUARD_MAX_EVENTS:
         tried = f" after {len(h['events'])} recoveries" if args.guard else ''
-        raise Diverged(f"{what} at epoch {epoch}{tried}; lower --langevin_step_size (now "
-                       f"{args.langevin_step_size}) or --lr (now {args.lr}), or raise --mse_sigma")
+        raise Diverged(f"{what} at epoch {epoch}{tried}; lower {chain.step_flag} (now "
+                       f"{chain.step_size}) or --lr (now {args.lr}), or raise --mse_sigma")
     chain = bool(torch.isfinite(loss)) and chain_energy is not None and loss.item() > 2 * chain_energy
     restore_good_state(state)
     for group in state['optimizer'].param_groups:
@@ -754,14 +841,13 @@ def evaluate(model, x, x_hat, z, z_eval):
 
 def save_images(img, path, nrow):
     """Save img (N, 3, H, W) in [-1, 1] as a grid with nrow images per row to path; returns None."""
-    from torchvision.utils import save_image
     with atomic_path(path) as tmp:
         save_image(to_unit(img.detach().float().cpu()), tmp, nrow=nrow, padding=2, pad_value=1.0)
 
 
-def interp_grid(nz, ninterp, z_std, dev):
-    """ninterp^2 latents: dims 0 and 1 span [-z_std[i], z_std[i]] (row: dim 0, column: dim 1), others 0."""
-    d = torch.as_tensor(z_std, dtype=torch.float32, device=dev).flatten()
+def interp_grid(nz, ninterp, d, dev):
+    """ninterp^2 latents: dims 0 and 1 span [-d[i], d[i]] (row: dim 0, column: dim 1), others 0."""
+    d = torch.as_tensor(d, dtype=torch.float32, device=dev).flatten()
     axes = [torch.linspace(-float(d[i]), float(d[i]), ninterp, device=dev) for i in range(min(2, nz))]
     z = torch.zeros(ninterp * ninterp, nz, device=dev)
     rows, cols = torch.meshgrid(axes[0], axes[-1] if nz > 1 else torch.zeros(ninterp, device=dev), indexing='ij')
@@ -772,7 +858,8 @@ def interp_grid(nz, ninterp, z_std, dev):
 
 
 def save_interp(model, args, z_std, device, path):
-    """Save an args.ninterp x args.ninterp panel, dim i spanning [-z_std[i], z_std[i]], to path; returns None."""
+    """Save an args.ninterp x args.ninterp panel, dim i spanning [-z_std[i], z_std[i]], to path; returns None.
+    (z_std is the course's name: it holds the half-widths d of the square, interp_half_width(z) here.)"""
     z = interp_grid(args.nz, args.ninterp, z_std, device)
     gen = model.Gnet if hasattr(model, 'Gnet') else model
     save_images(generate(gen, z), path, nrow=args.ninterp)
@@ -786,9 +873,6 @@ def to_palette(img):
 def save_fig(fig, path, palette=False):
     """Save a matplotlib figure atomically and close it. palette=True stores a PNG of 256 colours: for
     figures full of photographs, about 2.7x smaller at 32-33 dB PSNR to the 24-bit file (bench/png_size.py)."""
-    import io
-
-    import matplotlib.pyplot as plt
     with atomic_path(path) as tmp:
         if palette:
             buf = io.BytesIO()
@@ -796,16 +880,13 @@ def save_fig(fig, path, palette=False):
             to_palette(Image.open(buf)).save(tmp, optimize=True)
         else:
             fig.savefig(tmp, dpi=120, bbox_inches='tight')
-    plt.close(fig)
 
 
 def plot_stats(exp_dir, stats, interval):
     """One panel per key of stats (name -> values) against interval; writes stat.png and stat.pdf; returns None."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
     keys = list(stats)
-    fig, axes = plt.subplots(len(keys), 1, figsize=(6, 2.6 * len(keys)), squeeze=False)
+    fig = Figure(figsize=(6, 2.6 * len(keys)))
+    axes = fig.subplots(len(keys), 1, squeeze=False)
     for ax, k in zip(axes[:, 0], keys):
         ax.plot(list(interval)[:len(stats[k])], stats[k])
         ax.set_title(k)
@@ -817,12 +898,10 @@ def plot_stats(exp_dir, stats, interval):
     for ext in ('png', 'pdf'):
         with atomic_path(Path(exp_dir) / f'stat.{ext}') as tmp:
             fig.savefig(tmp, dpi=120)
-    plt.close(fig)
 
 
 def grid_image(img, nrow):
     """(N, 3, H, W) in [-1, 1] -> numpy HxWx3 grid for matplotlib."""
-    from torchvision.utils import make_grid
     return make_grid(to_unit(img.float().cpu()), nrow=nrow, padding=2, pad_value=1.0).permute(1, 2, 0).numpy()
 
 
@@ -833,9 +912,9 @@ def shown_images(n, most=12):
 
 def plot_recon_comparison(rows, path, title=''):
     """rows: list of (label, images (N, 3, H, W)); one labelled strip per row."""
-    import matplotlib.pyplot as plt
     n = rows[0][1].shape[0]
-    fig, axes = plt.subplots(len(rows), 1, figsize=(1.0 * max(n, 4), 1.15 * len(rows)), squeeze=False)
+    fig = Figure(figsize=(1.0 * max(n, 4), 1.15 * len(rows)))
+    axes = fig.subplots(len(rows), 1, squeeze=False)
     for ax, (label, img) in zip(axes[:, 0], rows):
         ax.imshow(grid_image(img, n))
         ax.set_ylabel(label, rotation=0, ha='right', va='center', fontsize=9)
@@ -849,8 +928,8 @@ def plot_recon_comparison(rows, path, title=''):
 
 def plot_side_by_side(panels, path, title=''):
     """panels: list of (title, numpy image); drawn side by side."""
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 6.3), squeeze=False)
+    fig = Figure(figsize=(6 * len(panels), 6.3))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (t, im) in zip(axes[0], panels):
         ax.imshow(im)
         ax.set_title(t)
@@ -863,8 +942,8 @@ def plot_side_by_side(panels, path, title=''):
 
 def plot_losses(curves, path, events=None):
     """curves: dict mode -> (epochs, losses); one log-scale plot; guard events (mode -> list) as crosses."""
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig = Figure(figsize=(6, 3.6))
+    ax = fig.subplots()
     for mode, (ep, loss) in curves.items():
         line, = ax.plot(ep, loss, label=mode)
         hits = [e['epoch'] for e in (events or {}).get(mode, [])]
@@ -897,15 +976,14 @@ def first_two_dims(v):
 def plot_latent_map(z, x, names, d, path, title):
     """The images' inferred z on the plane as thumbnails framed by group (image_groups), prior 1- and
     2-sigma circles and the interpolation square (-d, d)^2. Any number of images and names."""
-    import matplotlib.pyplot as plt
-    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
     z, d = first_two_dims(z), first_two_dims(d)[0].clamp_min(1e-3)
     groups = image_groups(names)
-    colours = dict(zip(sorted(set(groups)), plt.cm.tab10.colors))
-    fig, ax = plt.subplots(figsize=(6.2, 6.2))
+    colours = dict(zip(sorted(set(groups)), matplotlib.colormaps['tab10'].colors))
+    fig = Figure(figsize=(6.2, 6.2))
+    ax = fig.subplots()
     for r, ls in ((1, '-'), (2, '--')):
-        ax.add_patch(plt.Circle((0, 0), r, fill=False, ls=ls, color='grey', label=f'prior {r} sigma'))
-    ax.add_patch(plt.Rectangle((-d[0], -d[1]), 2 * d[0], 2 * d[1], fill=False, color='black', lw=1.5,
+        ax.add_patch(Circle((0, 0), r, fill=False, ls=ls, color='grey', label=f'prior {r} sigma'))
+    ax.add_patch(Rectangle((-d[0], -d[1]), 2 * d[0], 2 * d[1], fill=False, color='black', lw=1.5,
                                label='interpolation square'))
     thumbs = to_unit(x).cpu().permute(0, 2, 3, 1).numpy()
     zoom = 28 / thumbs.shape[1] * min(1.0, (40 / len(thumbs)) ** 0.5)   # smaller thumbnails for many images
@@ -929,8 +1007,8 @@ def plot_latent_map(z, x, names, d, path, title):
 
 def plot_langevin_traces(traces, path):
     """traces: dict label -> list of per-step dicts (energy, z_norm, step); three panels."""
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    fig = Figure(figsize=(12, 3.2))
+    axes = fig.subplots(1, 3)
     for label, tr in traces.items():
         steps = range(1, len(tr) + 1)
         for ax, key in zip(axes, ('energy', 'z_norm', 'step')):
@@ -946,7 +1024,7 @@ def plot_langevin_traces(traces, path):
     save_fig(fig, path)
 
 
-def hide(x, mask):
+def blacken_hidden(x, mask):
     """The occluded input as a person sees it: hidden pixels black."""
     return torch.where(mask > 0, x, torch.full((), -1.0, dtype=x.dtype, device=x.device))
 
@@ -975,7 +1053,6 @@ def walk_path(codes, frames):
 
 def minimap(codes, point, d, size):
     """A size x size picture of the latent square (-d, d)^2: the codes as dots, the current point in red."""
-    from PIL import ImageDraw
     img = Image.new('RGB', (size, size), (245, 245, 245))
     draw = ImageDraw.Draw(img)
     d2 = first_two_dims(d)[0].clamp_min(1e-3)
@@ -1010,8 +1087,6 @@ def save_latent_walk(gen, codes, d, path, frames=48):
 
 def save_training_gif(frames, path, label):
     """training_<mode>.gif: the reconstructions as training went on, one frame per kept epoch."""
-    from PIL import ImageDraw
-    from torchvision.utils import make_grid
     out = []
     for epoch, img in sorted(frames.items()):
         grid = make_grid(img, nrow=min(len(img), 6), padding=2, pad_value=255).permute(1, 2, 0).numpy()
@@ -1025,7 +1100,7 @@ def save_training_gif(frames, path, label):
 # -----------------------------------------------------------------------------
 # training: one start mode
 
-def fmt(v):
+def fmt_vector(v):
     """A short vector for log lines: (+0.12, -1.30)."""
     return '(' + ', '.join(f'{x:+.2f}' for x in v.tolist()) + ')'
 
@@ -1059,10 +1134,10 @@ class StopFlag:
     requested = False
 
 
-def new_state(args, n):
+def new_state(args, n, chain=None):
     """Everything training changes, in one dict: model, optimiser, schedule, latents, curves, guard."""
     set_seed(args.seed)
-    model = Model(args).to(device)
+    model = Model(args, chain).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))
     z_0 = sample_gaussian_prior(n, args.nz, args.prior_sigma)
     state = {'model': model, 'optimizer': optimizer,
@@ -1080,19 +1155,21 @@ def new_state(args, n):
 MODULES = ('model', 'optimizer', 'scheduler')   # saved through state_dict(); the rest of the state as is
 
 
-def save_state(state, args, path):
-    """The one checkpoint dict: generator, optimiser, scheduler, z, epoch, args, curves, guard, RNG states."""
+def save_state(state, args, chain, path):
+    """The one checkpoint dict: generator, optimiser, scheduler, z, epoch, flags and the mode's chain settings,
+    curves, guard, RNG states."""
     state['saved_epoch'] = state['epoch']
     ck = {k: v for k, v in state.items() if k not in MODULES}
     ck.update(generator=state['model'].state_dict(), optimizer=state['optimizer'].state_dict(),
-              scheduler=state['scheduler'].state_dict(), args=vars(args), rng=rng_state())
+              scheduler=state['scheduler'].state_dict(), args=vars(args), chain=dataclasses.asdict(chain),
+              rng=rng_state())
     save_checkpoint(path, ck)
 
 
-RESUME_MUST_MATCH = ('nz', 'img_size', 'gen_width', 'gen_max_ch', 'batchnorm', 'start', 'occlude')
+RESUME_MUST_MATCH = ('nz', 'img_size', 'gen_width', 'gen_max_ch', 'batchnorm', 'occlude')
 
 
-def load_state(state, path, args):
+def load_state(state, path, args, chain):
     """Restore a checkpoint written by save_state into state (and the RNGs), in place.
     Raises UserError if it is unreadable or was written by a run with another model or data."""
     try:
@@ -1101,6 +1178,8 @@ def load_state(state, path, args):
         raise UserError(f"cannot read checkpoint {path} ({type(e).__name__}); delete it or run without --resume")
     old = ck.get('args', {})
     diff = [f"--{k} {old.get(k)}" for k in RESUME_MUST_MATCH if old.get(k) != getattr(args, k, None)]
+    if ck.get('chain', {}).get('mode') != chain.mode:
+        diff.append(f"--start {ck.get('chain', {}).get('mode')}")
     missing = [k for k in state if k not in MODULES and k not in ck]
     if diff or missing or ck['z'].shape != state['z'].shape:
         what = (', '.join(diff) if diff else 'an older abp.py' if missing else f"{ck['z'].shape[0]} images")
@@ -1115,9 +1194,9 @@ def load_state(state, path, args):
     set_rng_state(ck['rng'])
 
 
-def log_progress(state, x_hat, loss, psnr_db, args, exp_dir, logger, bar):
+def log_progress(state, x_hat, loss, psnr_db, mode, args, exp_dir, logger, bar):
     """Loss-curve points, stat.png, the progress bar and log lines, on their schedules."""
-    epoch, z, start = state['epoch'], state['z'], args.start
+    epoch, z = state['epoch'], state['z']
     if epoch % args.n_stats == 0 or epoch == args.n_epochs:
         state['stats']['loss'].append(loss.item())
         state['stats']['psnr_db'].append(psnr_db)
@@ -1126,8 +1205,8 @@ def log_progress(state, x_hat, loss, psnr_db, args, exp_dir, logger, bar):
         plot_stats(exp_dir, state['stats'], state['stat_epochs'])
     if epoch % args.n_log == 0 or epoch == 1:
         bar.set_postfix(loss=f'{loss.item():.1f}', psnr=f'{psnr_db:.1f}dB')
-        logger.info(f"{start} epoch {epoch:5d} loss {loss.item():10.3f} psnr {psnr_db:6.2f} dB "
-                    f"z mean {fmt(z.mean(0))} std {fmt(z.std(0)) if len(z) > 1 else '-'} "
+        logger.info(f"{mode} epoch {epoch:5d} loss {loss.item():10.3f} psnr {psnr_db:6.2f} dB "
+                    f"z mean {fmt_vector(z.mean(0))} std {fmt_vector(z.std(0)) if len(z) > 1 else '-'} "
                     f"lr {state['optimizer'].param_groups[0]['lr']:.2e}")
 
 
@@ -1164,22 +1243,22 @@ def save_snapshot(state, x_hat, args, exp_dir):
     save_interp(state['model'], args, interp_half_width(state['z']), device, exp_dir / f'{epoch:04d}_interp.png')
 
 
-def train(state, x, args, exp_dir, logger):
+def train(state, x, chain, args, exp_dir, logger):
     """Epochs from state['epoch'] + 1 to args.n_epochs, with the guard, figures and checkpoints on their
     schedules. Returns the last x_hat (None if there was nothing left to train)."""
-    from tqdm import tqdm
-    start, t_begin, seconds_before = args.start, time.perf_counter(), state['seconds']
+    t_begin, seconds_before = time.perf_counter(), state['seconds']
     snap_at, frame_at = snapshot_epochs(args.n_epochs, args.n_plot), frame_epochs(args.n_epochs)
     ckpt_path, x_hat = exp_dir / 'checkpoint.pt', None
-    bar = tqdm(desc=start, unit='ep', disable=None, initial=state['epoch'], total=args.n_epochs, dynamic_ncols=True)
+    bar = tqdm(desc=chain.mode, unit='ep', disable=None, initial=state['epoch'], total=args.n_epochs,
+               dynamic_ncols=True)
     while state['epoch'] < args.n_epochs:
         trace = []
-        loss, x_hat = train_epoch(state, x, args, start, trace)
+        loss, x_hat = train_epoch(state, x, chain, args, trace)
         state['epoch'] += 1
         epoch, psnr_db = state['epoch'], psnr(x_hat, x, state['mask']).mean().item()   # observed pixels
         state['seconds'] = seconds_before + time.perf_counter() - t_begin
         n_events = len(state['health']['events'])
-        guard_epoch(state, loss, psnr_db, trace[0]['energy'] if trace else None, args, logger)
+        guard_epoch(state, loss, psnr_db, trace[0]['energy'] if trace else None, chain, args, logger)
         if len(state['health']['events']) > n_events:           # rewound to the last good state
             bar.n = state['epoch']
             continue
@@ -1188,54 +1267,61 @@ def train(state, x, args, exp_dir, logger):
             state['traces'][epoch] = trace                      # Langevin diagnostics, early and late
         if epoch in frame_at:
             state['frames'][epoch] = gif_frame(x_hat)           # for training_<mode>.gif
-        log_progress(state, x_hat, loss, psnr_db, args, exp_dir, logger, bar)
+        log_progress(state, x_hat, loss, psnr_db, chain.mode, args, exp_dir, logger, bar)
         if epoch in snap_at:
             save_snapshot(state, x_hat, args, exp_dir)
-            save_state(state, args, ckpt_path)
+            save_state(state, args, chain, ckpt_path)
         if StopFlag.requested:
-            save_state(state, args, ckpt_path)
-            raise Interrupted(f"stopped at epoch {epoch} of {start}; checkpoint in {ckpt_path}; "
+            save_state(state, args, chain, ckpt_path)
+            raise Interrupted(f"stopped at epoch {epoch} of {chain.mode}; checkpoint in {ckpt_path}; "
                               f"continue with --resume")
     bar.close()
     return x_hat
 
 
-def keep_best_checkpoint(state, args, path):
+def keep_best_checkpoint(state, args, chain, path):
     """After a run gave up: the kept good state becomes the checkpoint if it is newer than the one on disk."""
     if state['health']['good']['epoch'] > state['saved_epoch']:
         restore_good_state(state)
-        save_state(state, args, path)
+        save_state(state, args, chain, path)
 
 
-def run(args, exp_dir, logger):
-    """Train one start mode (args.start is 'warm' or 'cold'), write its figures into exp_dir; returns
-    {'metrics', 'model', 'z', 'x', 'names', 'snapshots', 'loss', 'z_eval', 'traces', 'events', 'frames', 'mask',
-    'x_hat'}. With --occlude, training sees only the observed pixels of x (the masked energy of eq. 3)."""
+def load_data(args, logger=None):
+    """The training images of args.img_dir at args.img_size, on the device as training holds them
+    (channels-last), and their file names."""
+    x, names = load_images(args.img_dir, default_transform(args.img_size), logger)
+    return x.to(device).contiguous(memory_format=torch.channels_last), names
+
+
+def run(args, exp_dir, logger, chain=None, data=None):
+    """Train one start mode (chain, by default chain_for(args, args.start)), write its figures into exp_dir;
+    data is (x, names) from load_data, loaded here if not given. Returns {'metrics', 'model', 'z', 'x', 'names',
+    'snapshots', 'loss', 'z_eval', 'traces', 'events', 'frames', 'mask', 'x_hat'}. With --occlude, training
+    sees only the observed pixels of x (the masked energy of eq. 3)."""
     args = with_defaults(args)
+    chain = chain or chain_for(args, args.start)
     exp_dir = Path(exp_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)
-    start = args.start
 
     # data
-    x, names = load_images(args.img_dir, default_transform(args.img_size), logger)
-    x = x.to(device).contiguous(memory_format=torch.channels_last)
-    logger.info(f"{start} start: {len(x)} images from {args.img_dir} ({', '.join(names)}), device {device}"
+    x, names = data or load_data(args, logger)
+    logger.info(f"{chain.mode} start: {len(x)} images from {args.img_dir} ({', '.join(names)}), device {device}"
                 + ('' if args.occlude == 'none' else f", occluded: {args.occlude}"))
 
     # model, optimiser, latents (and masks, with --occlude): new, or where an interrupted run stopped
-    state = new_state(args, len(x))
+    state = new_state(args, len(x), chain)
     if state['mask'] is not None:                       # what training sees: hidden pixels black
-        save_images(hide(x, state['mask']), exp_dir / 'occluded_input.png', nrow=recon_nrow(len(x)))
+        save_images(blacken_hidden(x, state['mask']), exp_dir / 'occluded_input.png', nrow=recon_nrow(len(x)))
     ckpt_path = exp_dir / 'checkpoint.pt'
     if args.resume and ckpt_path.exists():
-        load_state(state, ckpt_path, args)
+        load_state(state, ckpt_path, args, chain)
         logger.info(f"resumed from {ckpt_path} at epoch {state['epoch']}")
 
     # alternating back-propagation, epoch by epoch
     try:
-        x_hat = train(state, x, args, exp_dir, logger)
+        x_hat = train(state, x, chain, args, exp_dir, logger)
     except Diverged:
-        keep_best_checkpoint(state, args, ckpt_path)
+        keep_best_checkpoint(state, args, chain, ckpt_path)
         raise
 
     # evaluation of the final state
@@ -1243,7 +1329,6 @@ def run(args, exp_dir, logger):
     if x_hat is None:   # resumed from a finished run: recompute the last reconstruction
         x_hat = generate(model.Gnet, z)
     seconds = state['seconds']
-    steps, step_size = chain_settings(start, args)
     events = list(state['health']['events'])
     metrics = evaluate(model, x, x_hat, z, state['z_eval'])
     if state['mask'] is not None:       # the true images' hidden pixels are used here, for evaluation only
@@ -1251,14 +1336,13 @@ def run(args, exp_dir, logger):
     metrics.update(epochs=args.n_epochs, seconds=round(seconds, 2),
                    seconds_per_epoch=round(seconds / args.n_epochs, 4),
                    interp_d=[round(v, 4) for v in interp_half_width(z).tolist()],
-                   langevin_steps=steps, langevin_step_size=step_size,
-                   langevin_step_mean=round(float(torch.as_tensor(capped_step(
-                       step_size, state['width'], args.langevin_step_cap)).mean()) * state['health']['step_scale'], 5),
+                   langevin_steps=chain.steps, langevin_step_size=chain.step_size,
+                   langevin_step_mean=round(float(torch.as_tensor(langevin_step(chain, state, args)).mean()), 5),
                    first_layer_norm=round(model.Gnet.fc.weight.norm().item(), 3),    # grows if chains overshoot
-                   cold_init=args.cold_init if start == 'cold' else None, guard_events=events, images=names)
+                   cold_init=chain.init if chain.mode == 'cold' else None, guard_events=events, images=names)
     write_json(metrics, exp_dir / 'metrics.json')
     write_json({str(k): v for k, v in state['traces'].items()}, exp_dir / 'langevin_trace.json')
-    logger.info(f"{start} done in {seconds:.1f} s: recon {metrics['recon_psnr_db']:.2f} dB, samples NN "
+    logger.info(f"{chain.mode} done in {seconds:.1f} s: recon {metrics['recon_psnr_db']:.2f} dB, samples NN "
                 f"{metrics['sample_nn_psnr_db_median']:.2f} dB, coverage {metrics['sample_coverage']}/{len(x)}"
                 + (f", {len(events)} guard recoveries" if events else ''))
     return {'metrics': metrics, 'model': model, 'z': z, 'x': x, 'names': names, 'snapshots': state['snapshots'],
@@ -1327,7 +1411,7 @@ def figure_occlusion(results, args, path):
     x, mask = r0['x'].cpu(), r0['mask'].cpu()
     keep = shown_images(x.shape[0])
     x_obs = torch.where(mask > 0, x, torch.zeros(()))
-    rows = [('true', x[keep]), (f'input: {args.occlude}', hide(x, mask)[keep])]
+    rows = [('true', x[keep]), (f'input: {args.occlude}', blacken_hidden(x, mask)[keep])]
     rows += [(f'{m} recovery', r['x_hat'].cpu()[keep]) for m, r in results.items()]
     rows.append(('PCA recovery', pca_fill(x_obs, mask)[keep]))
     plot_recon_comparison(rows, path, 'learning from incomplete images: hidden pixels black in the input')
@@ -1367,6 +1451,19 @@ def start_modes(start):
     return ['warm', 'cold'] if start == 'both' else [start]
 
 
+def figures_dir(out_dir, start):
+    """Where a run's comparison figures, latent maps and GIFs go: OUT_DIR for --start both; a one-mode run
+    keeps them in its own OUT_DIR/<mode>/, so it never overwrites, or leaves stale beside new ones, what a
+    run of both modes put in OUT_DIR."""
+    return Path(out_dir) if start == 'both' else Path(out_dir) / start
+
+
+def summary_path(out_dir, start):
+    """The run's summary (every mode's metrics, PCA, n_images, time, flags): OUT_DIR/metrics.json for
+    --start both, OUT_DIR/<mode>/summary.json for one mode (beside that mode's own metrics.json)."""
+    return figures_dir(out_dir, start) / ('metrics.json' if start == 'both' else 'summary.json')
+
+
 def main(argv=None):
     """Parse flags, train the requested start mode(s), write figures and metrics; returns None."""
     args = parse_args(argv)
@@ -1374,7 +1471,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     set_cuda()
     out_dir = Path(args.out_dir)
-    modes = start_modes(args.start)
+    chains = [chain_for(args, mode) for mode in start_modes(args.start)]   # each mode's settings, resolved once
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def request_stop(signum, frame):
@@ -1382,20 +1479,21 @@ def main(argv=None):
 
     t0 = time.perf_counter()
     try:
-        list_images(args.img_dir)                        # fail on a missing folder before any work
+        data = load_data(args)                           # once for every mode; a bad folder fails here
         out_dir.mkdir(parents=True, exist_ok=True)
         for s in old:
             signal.signal(s, request_stop)
         results = {}
-        for mode in modes:
-            margs = argparse.Namespace(**{**vars(args), 'start': mode})
-            exp_dir = out_dir / mode
-            results[mode] = run(margs, exp_dir, get_logger(exp_dir))
-        metrics = compare(results, args, out_dir)
+        for chain in chains:
+            exp_dir = out_dir / chain.mode
+            results[chain.mode] = run(args, exp_dir, get_logger(exp_dir), chain, data)
+        metrics = compare(results, args, figures_dir(out_dir, args.start))
         metrics.update(total_seconds=round(time.perf_counter() - t0, 2), device=device,
                        torch=torch.__version__, args=vars(args))
-        write_json(metrics, out_dir / 'metrics.json')
-        print(f"done in {time.perf_counter() - t0:.0f} s; figures and metrics in {out_dir}/")
+        write_json(metrics, summary_path(out_dir, args.start))
+        print(f"done in {time.perf_counter() - t0:.0f} s; figures and metrics in {figures_dir(out_dir, args.start)}/"
+              + ('' if args.start == 'both' else f" ({out_dir}/metrics.json and the comparison figures in "
+                                                 f"{out_dir}/ come from --start both and are left as they were)"))
     except UserError as e:
         sys.exit(f"abp.py: error: {e}")
     except Diverged as e:

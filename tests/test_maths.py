@@ -129,17 +129,17 @@ def chain_state(n=5, seed=0):
 def test_warm_continues_cold_restarts():
     state, args = chain_state()
     x = torch.rand(5, 3, 16, 16) * 2 - 1
-    assert abp.chain_start('warm', state, x, args) is state['z']
+    assert abp.chain_start(abp.chain_for(args, 'warm'), state, x, args) is state['z']
     args.cold_init = 'prior'
     torch.manual_seed(1)
-    cold = abp.chain_start('cold', state, x, args)
+    cold = abp.chain_start(abp.chain_for(args, 'cold'), state, x, args)
     torch.manual_seed(1)
     assert torch.equal(cold, abp.sample_gaussian_prior(5, 2, args.prior_sigma))
     args.cold_init = 'fixed'
-    assert abp.chain_start('cold', state, x, args) is state['z_0']
+    assert abp.chain_start(abp.chain_for(args, 'cold'), state, x, args) is state['z_0']
     args.cold_init = 'sir'                       # every start is one of the epoch's fresh prior draws
     torch.manual_seed(2)
-    sir = abp.chain_start('cold', state, x, args)
+    sir = abp.chain_start(abp.chain_for(args, 'cold'), state, x, args)
     torch.manual_seed(2)
     draws = abp.sample_gaussian_prior(40, 2, args.prior_sigma)
     assert sir.shape == (5, 2)
@@ -212,7 +212,8 @@ def test_capped_step_keeps_gradient_descent_stable():
 def test_cold_uses_its_own_chain_settings():
     args = abp.parse_args(['--langevin_num_steps', '7', '--cold_langevin_num_steps', '30',
                            '--langevin_step_size', '0.01', '--cold_langevin_step_size', '0.2'])
-    assert abp.chain_settings('warm', args) == (7, 0.01) and abp.chain_settings('cold', args) == (30, 0.2)
+    warm, cold = abp.chain_for(args, 'warm'), abp.chain_for(args, 'cold')
+    assert (warm.steps, warm.step_size) == (7, 0.01) and (cold.steps, cold.step_size) == (30, 0.2)
 
 
 def test_psnr_and_nearest_neighbours():
