@@ -491,8 +491,9 @@ class Model(nn.Module):
     def __init__(self, args, chain=None):
         super().__init__()
         self.args = a = with_defaults(args)
-        # sample_langevin's default steps and s: the given chain's, else args.start's (warm for 'both')
-        self.chain = chain or chain_for(a, 'cold' if a.start == 'cold' else 'warm')
+        # sample_langevin's default steps and s: the given chain's (training passes its mode's), else the
+        # course's: args.langevin_num_steps steps of args.langevin_step_size
+        self.chain = chain or chain_for(a, 'warm')
         self.Gnet = GenNet(nz=a.nz, img_size=a.img_size, width=a.gen_width, max_ch=a.gen_max_ch,
                            batchnorm=a.batchnorm)
         self.Gnet.apply(weights_init_xavier)
