@@ -5,28 +5,23 @@
 
 Makes the folders of bench/make_folders.py (photos, faces, textures, gray, shapes: 12-16 images each,
 numbered and unusual file names among them) under --data_dir, runs `python abp.py` with the default
-flags on each into OUT_DIR/generalize/<folder>/ (re-used while the flags are unchanged), and prints
-per folder warm and cold PSNR, sample coverage, guard recoveries and seconds. A run whose final PSNR
-is 6 dB or more below its best is flagged as collapsed. Two more runs take the safety features away
-on the photos folder (warm start without the Langevin step cap, with and without the guard). Writes
-OUT_DIR/generalize.json and OUT_DIR/generalize.png (training images and reconstructions per folder).
+flags (and any other flag given here) on each into OUT_DIR/generalize/<folder>/, re-used while every
+resolved flag, defaults included, is unchanged and its checkpoints are there (the figure reads them), and
+prints per folder warm and cold PSNR, sample coverage, guard recoveries and seconds; a run the guard gave
+up on is a row from the checkpoints it kept. A run whose final PSNR is 6 dB or more below its best is
+flagged as collapsed. Two more runs take the safety features away on the photos folder (warm start
+without the Langevin step cap, with and without the guard). Writes OUT_DIR/generalize.json and
+OUT_DIR/generalize.png (training images and reconstructions per folder).
 """
-import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import abp  # noqa: E402
-from make_folders import FOLDERS, make_folders  # noqa: E402
-from seeds import run_seed  # noqa: E402
+from common import abp, load_generator, parser, read_checkpoint, run_cached
+from make_folders import FOLDERS, make_folders
 
 
 def collapsed(out_dir, mode):
     """Did this mode's reconstruction PSNR end far below its best (the loss curve's PSNR points)?"""
-    import torch
-    ck = torch.load(Path(out_dir) / mode / 'checkpoint.pt', weights_only=False, map_location='cpu')
-    curve = ck['stats']['psnr_db']
+    curve = read_checkpoint(Path(out_dir) / mode)['stats']['psnr_db']
     return bool(curve) and curve[-1] < max(curve) - 6.0
 
 
@@ -38,25 +33,23 @@ WITHOUT = [  # (tag, flags, note): the photos folder, warm start, with the safet
 
 def mode_row(out, mode, metrics):
     """One mode's cells: from its metrics, or, if abp.py gave up before writing them, from its checkpoint."""
-    import torch
     if metrics is not None:
         return {'recon_psnr_db': metrics['recon_psnr_db'], 'sample_nn_psnr_db_median': metrics['sample_nn_psnr_db_median'],
                 'sample_coverage': metrics['sample_coverage'], 'guard_events': len(metrics['guard_events']),
                 'z_std': metrics['z_std'], 'first_layer_norm': metrics['first_layer_norm'],
                 'collapsed': collapsed(out, mode), 'seconds': metrics['seconds']}
-    ck = torch.load(Path(out) / mode / 'checkpoint.pt', weights_only=False, map_location='cpu')
+    ck = read_checkpoint(Path(out) / mode)
     return {'recon_psnr_db': round(ck['stats']['psnr_db'][-1], 3), 'guard_events': len(ck['health']['events']),
             'gave_up': True, 'collapsed': collapsed(out, mode), 'seconds': ck['seconds']}
 
 
 def run_folder(name, folder, out, extra, note='defaults'):
-    """abp.py on one folder (cached); its row of the table."""
+    """abp.py on one folder (cached; its figure needs the checkpoints); its row of the table."""
     row = {'folder': name, 'note': note}
-    try:
-        m = run_seed(folder, out, 1, extra, need_checkpoints=True)   # its figure needs them
-    except SystemExit as e:          # abp.py gave up (the guard's last word): what it kept still counts
-        row['stopped'] = str(e.code)
-        m = {mode: None for mode in ('warm', 'cold') if (Path(out) / mode / 'checkpoint.pt').exists()}
+    m = run_cached(['--img_dir', str(folder), '--out_dir', str(out), *extra], f'{name} ({note})', need_checkpoints=True)
+    if 'diverged' in m:              # abp.py gave up (the guard's last word): what it kept still counts
+        row['stopped'] = m['stopped']
+        m = {mode: None for mode in m['checkpoints']}
     for mode in [k for k in ('warm', 'cold') if k in m]:
         row[mode] = mode_row(out, mode, m[mode])
     row.update({k: m[k] for k in ('n_images', 'total_seconds') if k in m})
@@ -70,26 +63,21 @@ def cell(row, mode, key, fmt):
 
 def figure(made, out_dir, path, per_folder=6):
     """output/generalize.png: per folder, some training images and their warm and cold reconstructions."""
-    import torch
     rows = []
     for name, folder in made.items():
         for mode in ('warm', 'cold'):
-            ck = torch.load(Path(out_dir) / name / mode / 'checkpoint.pt', weights_only=False, map_location='cpu')
-            args = abp.with_defaults(argparse.Namespace(**ck['args']))
+            ck, args, model = load_generator(Path(out_dir) / name / mode)
             if mode == 'warm':
                 x = abp.load_images(folder, abp.default_transform(args.img_size))[0]
                 keep = abp.shown_images(len(x), per_folder)
                 rows.append((f'{name}: images', x[keep]))
-            model = abp.Model(args)
-            model.load_state_dict(ck['generator'])
             rows.append((f'{name}: {mode}', abp.generate(model.Gnet, ck['z'][keep])))
     abp.plot_recon_comparison(rows, path, 'default flags on other folders: training images, warm and cold reconstructions')
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = parser(__doc__, 'generalize/ and generalize.json', img_dir=False)
     p.add_argument('--data_dir', default='/tmp/abp_folders', help='where the folders are made (default: /tmp/abp_folders)')
-    p.add_argument('--out_dir', default='output', help='where generalize/ and generalize.json go (default: output)')
     p.add_argument('--folders', nargs='+', default=list(FOLDERS), help=f'which folders (default: {" ".join(FOLDERS)})')
     a, extra = p.parse_known_args()                   # any other flag is passed on to abp.py
     made = make_folders(a.data_dir, kinds=a.folders)

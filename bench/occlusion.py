@@ -3,22 +3,18 @@
     python bench/occlusion.py --img_dir ../shared/data/lion_tiger        # about 25 minutes on 2 cores
 
 For each kind of occlusion (pixels:0.5, pixels:0.7, pixels:0.9, block:32, block:64) trains both start
-modes on the occluded images (`python abp.py --occlude KIND`, --epochs epochs) into
-OUT_DIR/occlusion/<kind>/, re-used while the flags are unchanged. Prints the PSNR of the recovered
+modes on the occluded images (`python abp.py --occlude KIND`, --epochs epochs, and any other flag
+given here) into OUT_DIR/occlusion/<kind>/, re-used while every resolved flag, defaults included, is
+unchanged (and, for the figure's two kinds, its checkpoints are there). Prints the PSNR of the recovered
 hidden pixels for warm and cold ABP, the per-pixel mean of the observed values and a rank-2 PCA
 fitted to the observed pixels; writes OUT_DIR/occlusion.json and OUT_DIR/occlusion.png (true images,
 occluded input, ABP and PCA recoveries for two kinds).
 """
-import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import abp  # noqa: E402
-from seeds import run_seed  # noqa: E402
+from common import abp, finished, load_generator, parser, run_cached
 
 KINDS = ['pixels:0.5', 'pixels:0.7', 'pixels:0.9', 'block:32', 'block:64']
 FIGURE_KINDS = ['pixels:0.7', 'block:64']
@@ -26,28 +22,26 @@ FIGURE_KINDS = ['pixels:0.7', 'block:64']
 
 def recoveries(out_dir, kind, img_dir):
     """Rows for the figure from a finished run's checkpoints: true, occluded input, warm, PCA (12 images at most)."""
-    ck = torch.load(Path(out_dir) / 'warm' / 'checkpoint.pt', weights_only=False, map_location='cpu')
-    args = abp.with_defaults(argparse.Namespace(**ck["args"]))
+    ck, args, model = load_generator(Path(out_dir) / 'warm')
     x = abp.load_images(img_dir, abp.default_transform(args.img_size))[0]
-    model = abp.Model(args)
-    model.load_state_dict(ck['generator'])
     mask, keep = ck['mask'], abp.shown_images(len(x))
     x_obs = torch.where(mask > 0, x, torch.zeros(()))
-    return [(f'input: {kind}', abp.hide(x, mask)[keep]), ('ABP (warm)', abp.generate(model.Gnet, ck['z'])[keep]),
+    return [(f'input: {kind}', abp.blacken_hidden(x, mask)[keep]),
+            ('ABP (warm)', abp.generate(model.Gnet, ck['z'])[keep]),
             ('PCA, k=2', abp.pca_fill(x_obs, mask)[keep])], x[keep]
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--img_dir', default='data', help='training images (default: data)')
-    p.add_argument('--out_dir', default='output', help='where occlusion/ and occlusion.json go (default: output)')
+    p = parser(__doc__, 'occlusion/ and occlusion.json')
     p.add_argument('--epochs', type=int, default=1000, help='epochs per start mode (default: 1000)')
     p.add_argument('--kinds', nargs='+', default=KINDS, help=f'occlusions (default: {" ".join(KINDS)})')
     a, extra = p.parse_known_args()                   # any other flag is passed on to abp.py
     rows = []
     for kind in a.kinds:
         out = Path(a.out_dir) / 'occlusion' / kind.replace(':', '_')
-        m = run_seed(a.img_dir, out, 1, ['--occlude', kind, '--n_epochs', str(a.epochs), *extra])
+        argv = ['--img_dir', a.img_dir, '--out_dir', str(out), '--occlude', kind, '--n_epochs', str(a.epochs), *extra]
+        figure = kind in FIGURE_KINDS                 # its checkpoints are read for occlusion.png
+        m = finished(run_cached(argv, kind, need_checkpoints=figure), 'occlusion.py', kind)
         occ = {mode: m[mode]['occlusion'] for mode in ('warm', 'cold')}
         rows.append({'kind': kind, 'epochs': a.epochs, 'hidden_fraction': occ['warm']['hidden_fraction'],
                      'warm': occ['warm'], 'cold': occ['cold'],
