@@ -1,0 +1,78 @@
+"""The benchmarks are lists of flag sets: no benchmark reaches into abp, each variant is a different run,
+and the one cache re-uses a run only while every flag is the same."""
+import ast
+import sys
+
+import pytest
+
+import abp
+from conftest import ROOT, tiny_argv
+
+sys.path.insert(0, str(ROOT / 'bench'))
+import cold_study  # noqa: E402
+import common  # noqa: E402
+
+
+def rooted_at(node, name):
+    """Is this expression name.something...?"""
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return isinstance(node, ast.Name) and node.id == name
+
+
+@pytest.mark.parametrize('path', sorted((ROOT / 'bench').glob('*.py')), ids=lambda p: p.name)
+def test_no_benchmark_assigns_to_abp(path):
+    """A benchmark that swaps abp's functions or edits a model's flags mid-run studies something no flag can
+    reproduce, and a refactor of abp can silently turn it into the default run."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+        for t in targets:
+            assert not rooted_at(t, 'abp'), f"{path.name}:{node.lineno} assigns to abp"
+            assert not (isinstance(t, ast.Attribute) and isinstance(t.value, ast.Attribute)
+                        and t.value.attr == 'args'), f"{path.name}:{node.lineno} edits a run's args"
+        if isinstance(node, ast.Call) and getattr(node.func, 'id', None) == 'setattr':
+            assert not rooted_at(node.args[0], 'abp'), f"{path.name}:{node.lineno} setattr on abp"
+
+
+def variant_args(flags):
+    return abp.parse_args(['--start', 'cold', '--img_size', '16', '--gen_width', '4', *flags])
+
+
+def test_every_cold_study_variant_is_a_different_run():
+    keys = [common.flags_key(vars(variant_args(flags))) for _, _, flags in cold_study.VARIANTS]
+    assert len({str(k) for k in keys}) == len(keys)
+
+
+def test_cold_study_variants_with_different_starts_start_differently():
+    """Same seed, same generator: variants that differ in where the chain starts (--cold_init,
+    --cold_proposals, --cold_chains) give different starting z."""
+    x = abp.torch.rand(5, 3, 16, 16) * 2 - 1
+    starts = {}
+    for key, _, flags in cold_study.VARIANTS:
+        args = variant_args(flags)
+        chain = abp.chain_for(args, 'cold')
+        how = (chain.init, chain.proposals if chain.init == 'sir' else None, chain.n_chains if chain.init == 'chains' else None,
+               chain.steps if chain.init == 'chains' else None)
+        state = abp.new_state(args, len(x), chain)
+        abp.torch.manual_seed(7)
+        starts.setdefault(how, abp.chain_start(chain, state, x, args))
+    assert len(starts) >= 8                      # prior, annealed, chains, sir with 5 proposal counts
+    zs = list(starts.values())
+    for i in range(len(zs)):
+        for j in range(i):
+            assert not abp.torch.allclose(zs[i], zs[j]), (list(starts)[i], list(starts)[j])
+
+
+def test_bench_cache_reuses_the_same_flags_and_reruns_a_changed_one(img_dir, tmp_path, monkeypatch):
+    calls = []
+    real_main = abp.main
+    monkeypatch.setattr(abp, 'main', lambda argv: calls.append(argv) or real_main(argv))
+    argv = tiny_argv(img_dir, tmp_path / 'run', '--start', 'warm', '--n_epochs', '2')
+    first = common.run_cached(argv)
+    assert len(calls) == 1 and first['warm']['epochs'] == 2
+    assert common.run_cached(argv + ['--threads', '1']) == first and len(calls) == 1    # threads: not in the key
+    changed = common.run_cached(argv + ['--lr', '1e-3'])
+    assert len(calls) == 2 and changed['args']['lr'] == 1e-3
+    assert common.run_cached(argv + ['--lr', '1e-3']) == changed and len(calls) == 2
