@@ -1036,7 +1036,7 @@ def walk_path(codes, frames):
     length. Returns (frames, nz)."""
     c = codes.detach().cpu().double()
     if len(c) < 2:
-        return c.repeat(frames, 1)
+        return c.repeat(frames, 1).float()
     if c.shape[1] > 1:
         d = c[:, :2] - c[:, :2].mean(0)
         c = c[torch.atan2(d[:, 1], d[:, 0]).argsort()]

@@ -1,13 +1,26 @@
+import inspect
+import io
 import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import abp  # noqa: E402
+
+# The tests' tensors are tiny: one thread is as fast as several and does not slow to a crawl when other
+# work shares the cores (two threads on a busy 2-core machine made a 16-px epoch ~30x slower).
+torch.set_num_threads(1)
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'slow: trains on the real course images (runs by default; '
+                                       'deselect with -m "not slow")')
 
 
 def make_images(folder, n=4, size=40, seed=0):
@@ -24,9 +37,10 @@ def make_images(folder, n=4, size=40, seed=0):
     return folder
 
 
-@pytest.fixture
-def img_dir(tmp_path):
-    return make_images(tmp_path / 'imgs')
+@pytest.fixture(scope='session')
+def img_dir(tmp_path_factory):
+    """One folder of 4 synthetic images for the whole session: tests read it, none writes to it."""
+    return make_images(tmp_path_factory.mktemp('imgs'))
 
 
 @pytest.fixture
@@ -40,5 +54,84 @@ def real_dir():
 def tiny_argv(img_dir, out_dir, *extra):
     """Flags for a run that takes seconds: 16-px images, narrow generator, few epochs."""
     return ['--img_dir', str(img_dir), '--out_dir', str(out_dir), '--img_size', '16', '--n_epochs', '6',
-            '--n_plot', '2', '--n_log', '2', '--n_stats', '2', '--langevin_num_steps', '3', '--cold_langevin_num_steps', '3',
+            '--n_plot', '2', '--n_log', '3', '--n_stats', '2', '--langevin_num_steps', '3', '--cold_langevin_num_steps', '3',
             '--gen_width', '4', '--ninterp', '4', *extra]
+
+
+@pytest.fixture(scope='session')
+def tiny_run(img_dir, tmp_path_factory):
+    """One finished `abp.main(tiny_argv(...))` (warm and cold, every figure really drawn), shared by the
+    tests that only read its outputs; they must not write into it (copy it first)."""
+    out = tmp_path_factory.mktemp('tiny_run') / 'out'
+    abp.main(tiny_argv(img_dir, out))
+    return out
+
+
+def _stub_savefig(self, fname, *args, format=None, **kwargs):
+    """Figure.savefig without drawing: a 1x1 PNG (or a stub PDF) where the figure would go."""
+    if format is None:
+        format = Path(os.fspath(fname)).suffix[1:].lower() if isinstance(fname, (str, os.PathLike)) else 'png'
+    if format == 'pdf':
+        data = b'%PDF-1.4\n% figure not rendered in the tests\n%%EOF\n'
+    else:
+        buf = io.BytesIO()
+        Image.new('RGB', (1, 1), (255, 255, 255)).save(buf, format='PNG')
+        data = buf.getvalue()
+    if hasattr(fname, 'write'):
+        fname.write(data)
+    else:
+        Path(os.fspath(fname)).write_bytes(data)
+
+
+@pytest.fixture
+def fast_figures(monkeypatch):
+    """Matplotlib figures are built but not rendered (rendering is most of a tiny run's time): savefig
+    writes a 1x1 PNG or a stub PDF, tight_layout does nothing. For tests about training, not pictures;
+    the drawing code up to savefig still runs, and tiny_run, test_two_hundred_images_... and the
+    occlusion test render every figure for real."""
+    skip_rendering(monkeypatch)
+
+
+def skip_rendering(monkeypatch):
+    """What fast_figures does, with any MonkeyPatch (e.g. pytest.MonkeyPatch.context() in a wider fixture)."""
+    from matplotlib.figure import Figure
+    monkeypatch.setattr(Figure, 'savefig', _stub_savefig)
+    monkeypatch.setattr(Figure, 'tight_layout', lambda self, *a, **k: None)
+
+
+def run_main(argv, capsys):
+    """abp.main(argv) in this process, as the shell would see it: (exit status, stderr lines). A string
+    passed to sys.exit is what Python prints to stderr before exiting with status 1."""
+    code = 0
+    try:
+        abp.main(argv)
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    if isinstance(code, str):
+        err, code = err + code + '\n', 1
+    return (0 if code is None else code), err.strip().splitlines()
+
+
+def spy_langevin(monkeypatch):
+    """Wrap Model.sample_langevin; returns a list that gets, per call, the Langevin steps it really took
+    (counted in its trace) and the step size s it used (its default, args.langevin_step_size, if none
+    was passed)."""
+    real = abp.Model.sample_langevin
+    sig = inspect.signature(real)
+    calls = []
+
+    def spy(self, *args, **kwargs):
+        bound = sig.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        if bound.arguments['trace'] is None:
+            bound.arguments['trace'] = []
+        trace = bound.arguments['trace']
+        before = len(trace)
+        out = real(*bound.args, **bound.kwargs)
+        s = bound.arguments['step_size']
+        calls.append({'steps': len(trace) - before, 'step_size': self.args.langevin_step_size if s is None else s})
+        return out
+
+    monkeypatch.setattr(abp.Model, 'sample_langevin', spy)
+    return calls

@@ -4,22 +4,27 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 import abp
-from conftest import ROOT, tiny_argv
+from conftest import ROOT, run_main, tiny_argv
 
 
-def test_main_writes_every_output(img_dir, tmp_path):
-    out = tmp_path / 'out'
-    abp.main(tiny_argv(img_dir, out))
+def test_main_writes_every_output(tiny_run):
+    """Every file a run promises: per-mode snapshots on the n_plot schedule, the middle and the end,
+    curves, log, checkpoint, metrics; the comparison figures and GIFs; output/metrics.json's fields."""
+    out = tiny_run
     for mode in ('warm', 'cold'):
         d = out / mode
-        for e in (2, 4, 6):
+        for e in (2, 3, 4, 6):                     # every n_plot = 2, the middle (3) and the last
             for kind in ('recon', 'sampled', 'interp'):
                 assert (d / f'{e:04d}_{kind}.png').stat().st_size > 0, (mode, e, kind)
+        assert not (d / '0005_recon.png').exists()
         for f in ('stat.png', 'stat.pdf', 'output.log', 'checkpoint.pt', 'metrics.json', 'langevin_trace.json'):
             assert (d / f).stat().st_size > 0, (mode, f)
-    for f in ('compare_recon.png', 'compare_samples.png', 'compare_interp.png', 'compare_loss.png'):
+    for f in ('compare_recon.png', 'compare_samples.png', 'compare_interp.png', 'compare_loss.png',
+              'latent_map_warm.png', 'latent_map_cold.png', 'langevin_diagnostics.png',
+              'training_warm.gif', 'training_cold.gif', 'latent_walk_warm.gif', 'latent_walk_cold.gif'):
         assert (out / f).stat().st_size > 0, f
     m = json.loads((out / 'metrics.json').read_text())
     assert m['n_images'] == 4 and m['total_seconds'] > 0
@@ -32,48 +37,80 @@ def test_main_writes_every_output(img_dir, tmp_path):
     assert 'recon_psnr_db' in m['pca']
 
 
-def test_checkpoint_holds_everything_to_remake_figures(img_dir, tmp_path):
-    import torch
-    out = tmp_path / 'out'
-    abp.main(tiny_argv(img_dir, out, '--start', 'warm'))
-    ck = torch.load(out / 'warm' / 'checkpoint.pt', weights_only=False)
+def test_checkpoint_holds_everything_to_remake_figures(tiny_run, img_dir, tmp_path):
+    """The warm checkpoint alone rebuilds the model and redraws the interpolation panel."""
+    ck = torch.load(tiny_run / 'warm' / 'checkpoint.pt', weights_only=False)
     for k in ('generator', 'optimizer', 'scheduler', 'z', 'epoch', 'args'):
         assert k in ck, k
     assert ck['epoch'] == 6 and ck['z'].shape == (4, 2)
-    args = abp.parse_args(tiny_argv(img_dir, out))
+    args = abp.parse_args(tiny_argv(img_dir, tmp_path / 'out'))
     model = abp.Model(args)
     model.load_state_dict(ck['generator'])
     abp.save_interp(model, args, abp.interp_half_width(ck['z']), 'cpu', tmp_path / 'again.png')
     assert (tmp_path / 'again.png').exists()
 
 
-def run_script(*argv, cwd=ROOT):
-    return subprocess.run([sys.executable, str(ROOT / 'abp.py'), *argv], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
-
-
-@pytest.mark.parametrize('case', ['missing', 'empty', 'no_images'])
-def test_bad_folder_is_one_line_error(tmp_path, case):
+def bad_folder(tmp_path, case):
     folder = tmp_path / 'imgs'
     if case != 'missing':
         folder.mkdir()
     if case == 'no_images':
         (folder / 'notes.txt').write_text('not an image')
         (folder / 'broken.jpg').write_bytes(b'not a jpeg at all')
-    r = run_script('--img_dir', str(folder), '--out_dir', str(tmp_path / 'out'), '--n_epochs', '2')
-    assert r.returncode != 0
-    lines = [l for l in r.stderr.strip().splitlines() if not l.startswith('warning:')]
+    return folder
+
+
+def test_bad_folder_is_one_line_error_from_the_shell(tmp_path):
+    """`python abp.py` in a fresh interpreter: exit status 1 and one line naming the folder, no traceback."""
+    folder = bad_folder(tmp_path, 'missing')
+    r = subprocess.run([sys.executable, str(ROOT / 'abp.py'), '--img_dir', str(folder), '--out_dir',
+                        str(tmp_path / 'out'), '--n_epochs', '2'], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
     assert str(folder) in lines[0] and 'Traceback' not in r.stderr
 
 
-def test_real_images_loss_goes_down(real_dir, tmp_path):
+@pytest.mark.parametrize('case', ['missing', 'empty', 'no_images'])
+def test_bad_folder_is_one_line_error(tmp_path, case, capsys):
+    """The same through abp.main in this process, for each kind of bad folder (warnings aside)."""
+    folder = bad_folder(tmp_path, case)
+    code, err = run_main(['--img_dir', str(folder), '--out_dir', str(tmp_path / 'out'), '--n_epochs', '2'], capsys)
+    assert code == 1
+    lines = [l for l in err if not l.startswith('warning:')]
+    assert len(lines) == 1, err
+    assert str(folder) in lines[0]
+
+
+@pytest.mark.slow
+def test_real_images_loss_goes_down(real_dir, tmp_path, fast_figures):
     """A few epochs on the 11 course images at 64 px: the loss falls."""
     out = tmp_path / 'out'
     abp.main(['--img_dir', str(real_dir), '--out_dir', str(out), '--start', 'warm', '--img_size', '64',
               '--n_epochs', '40', '--n_stats', '5', '--n_plot', '40', '--langevin_num_steps', '5'])
     m = json.loads((out / 'warm' / 'metrics.json').read_text())
     assert len(m['images']) == 11
-    ck = __import__('torch').load(out / 'warm' / 'checkpoint.pt', weights_only=False)
+    ck = torch.load(out / 'warm' / 'checkpoint.pt', weights_only=False)
     loss = ck['stats']['loss']
     assert loss[-1] < 0.8 * loss[0], loss
+
+
+def test_a_one_mode_run_writes_only_into_its_own_folder(tiny_run, img_dir, tmp_path, fast_figures):
+    """--start warm into a folder that holds a run of both modes: the top-level metrics.json and comparison
+    figures are left byte for byte, the cold run is untouched, and everything the warm run makes (its
+    figures, its summary) is in out/warm/."""
+    import shutil
+    out = tmp_path / 'out'
+    shutil.copytree(tiny_run, out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob('*') if p.is_file() and 'warm' not in p.parts}
+    abp.main(tiny_argv(img_dir, out, '--start', 'warm', '--n_epochs', '3', '--lr', '1e-3'))
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob('*') if p.is_file() and 'warm' not in p.parts}
+    assert after == before
+    summary = json.loads((out / 'warm' / 'summary.json').read_text())
+    assert list(k for k in summary if k in ('warm', 'cold')) == ['warm'] and summary['args']['lr'] == 1e-3
+    assert summary['warm']['epochs'] == 3
+    for f in ('compare_recon.png', 'compare_interp.png', 'latent_map_warm.png', 'latent_walk_warm.gif'):
+        assert (out / 'warm' / f).exists(), f
+    assert abp.summary_path(out, 'warm') == out / 'warm' / 'summary.json'
+    assert abp.summary_path(out, 'both') == out / 'metrics.json'

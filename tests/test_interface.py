@@ -20,8 +20,18 @@ def test_import_has_no_side_effects(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_device_global():
+def test_everything_lives_on_abp_device():
+    """abp.device is the course's global, and what abp makes lives there: prior draws, a training state's
+    model and latents; Model(...).to(abp.device) generates there (a hard-coded 'cpu' or 'cuda' fails on
+    the other kind of machine)."""
     assert abp.device == ('cuda' if torch.cuda.is_available() else 'cpu')
+    where = torch.device(abp.device).type
+    assert abp.sample_gaussian_prior(3, 2).device.type == where
+    state = abp.new_state(small_args(), 3)
+    assert state['z'].device.type == where and state['z_eval'].device.type == where
+    assert all(p.device.type == where for p in state['model'].parameters())
+    m = abp.Model(small_args()).to(abp.device)
+    assert m(abp.sample_gaussian_prior(2, 2)).device.type == where
 
 
 def test_parse_args_course_flags():
@@ -44,8 +54,16 @@ def test_set_seed_returns_seed_and_repeats():
     assert torch.equal(a, torch.rand(3))
 
 
-def test_set_cuda_returns_none():
-    assert abp.set_cuda() is None
+def test_set_cuda_makes_cudnn_deterministic():
+    """set_cuda turns cuDNN's autotuner off and its deterministic algorithms on (reproducible runs),
+    whatever they were before; it returns None."""
+    old = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, True
+        assert abp.set_cuda() is None
+        assert torch.backends.cudnn.deterministic is True and torch.backends.cudnn.benchmark is False
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = old
 
 
 def test_get_logger_writes_file(tmp_path, capsys):
@@ -69,20 +87,61 @@ def test_sample_gaussian_prior():
     assert abs(z.std().item() - 2) < 0.1 and abs(z.mean().item()) < 0.1
 
 
-def test_weights_init_xavier():
-    lin = nn.Linear(4, 5)
-    nn.init.constant_(lin.bias, 1.0)
-    assert lin.apply(abp.weights_init_xavier) is lin
-    assert abp.weights_init_xavier(lin) is None
-    assert torch.all(lin.bias == 0)
+def xavier_std(w):
+    """Xavier's std sqrt(2 / (fan_in + fan_out)), fans as torch counts them (dim 1 in, dim 0 out)."""
+    rf = w[0][0].numel()
+    return (2 / (w.shape[1] * rf + w.shape[0] * rf)) ** 0.5
+
+
+@pytest.mark.parametrize('layer', [nn.Linear(400, 600), nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.Conv2d(32, 64, 4)])
+def test_weights_init_xavier(layer):
+    """Xavier-normal weights (std sqrt(2 / (fan_in + fan_out)), a normal's tails, not a uniform's) and
+    zero biases, on layers big enough for the sample std to be within 3%."""
+    torch.manual_seed(0)
+    nn.init.constant_(layer.bias, 1.0)
+    assert layer.apply(abp.weights_init_xavier) is layer
+    assert abp.weights_init_xavier(layer) is None
+    w = layer.weight.detach()
+    assert torch.all(layer.bias == 0)
+    assert abs(w.std().item() / xavier_std(w) - 1) < 0.03, (w.std().item(), xavier_std(w))
+    assert abs(w.mean().item()) < 0.1 * xavier_std(w)
+    assert (w.abs() > 1.8 * xavier_std(w)).float().mean() > 0.05      # a uniform of that std stops at 1.73 std
+
+
+def test_weights_init_xavier_batchnorm_and_the_models_generator():
+    """BatchNorm gets weight 1, bias 0; Model's generator is initialised with it: every bias zero, every
+    weight at Xavier's scale (PyTorch's own default init has nonzero biases and other scales)."""
+    bn = nn.BatchNorm2d(8)
+    nn.init.constant_(bn.weight, 3.0)
+    nn.init.constant_(bn.bias, 2.0)
+    bn.apply(abp.weights_init_xavier)
+    assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
+    torch.manual_seed(0)
+    gen = abp.Model(small_args(img_size=64, gen_width=16, batchnorm=True)).Gnet
+    layers = [m for m in gen.modules() if isinstance(m, (nn.Linear, nn.ConvTranspose2d))]
+    assert len(layers) >= 3
+    for m in layers:
+        assert torch.all(m.bias == 0), m
+        if m.weight.numel() >= 5000:
+            assert abs(m.weight.std().item() / xavier_std(m.weight) - 1) < 0.1, m
+    assert all(torch.all(m.weight == 1) and torch.all(m.bias == 0)
+               for m in gen.modules() if isinstance(m, nn.BatchNorm2d))
 
 
 @pytest.mark.parametrize('img_size,nz', [(128, 2), (64, 2), (16, 1), (32, 5)])
 def test_gennet_shapes(img_size, nz):
+    """(N, nz) -> (N, 3, S, S); every latent dimension moves the image (a generator that drops or
+    detaches part of z has a zero gradient there), different z give different images, and each image
+    depends on its own z only (no coupling across the batch)."""
+    torch.manual_seed(0)
     g = abp.GenNet(nz=nz, img_size=img_size)
-    out = g(torch.randn(3, nz))
+    z = torch.randn(3, nz, requires_grad=True)
+    out = g(z)
     assert out.shape == (3, 3, img_size, img_size)
-    assert out.min() >= -1 and out.max() <= 1
+    (out * torch.randn_like(out)).sum().backward()
+    assert torch.all(z.grad.abs() > 0), z.grad
+    assert (out[0] - out[1]).abs().max() > 1e-4
+    assert torch.allclose(g(z[1:2]), out[1:2], atol=1e-5)
 
 
 def test_gennet_builds_without_arguments():
@@ -142,7 +201,7 @@ def test_interp_grid_spans_minus_d_to_d():
     assert torch.equal(z[:12, 0], torch.full((12,), -2.0))      # a row holds dim 0 fixed, dim 1 varies
 
 
-def test_a_bare_namespace_of_course_flags_works(img_dir, tmp_path):
+def test_a_bare_namespace_of_course_flags_works(img_dir, tmp_path, fast_figures):
     """An autograder may build args by hand with the course's flags only: Model and run fill in the rest
     from the parser's defaults (the one place they are written)."""
     course = argparse.Namespace(start='warm', lr=4e-4, langevin_step_size=0.05, langevin_num_steps=3, mse_sigma=1.0,

@@ -1,8 +1,12 @@
 """The maths of eq. 3, 6 and 7 against independent closed forms, and warm/cold semantics."""
+import json
+
+import pytest
 import torch
 import torch.nn as nn
 
 import abp
+from conftest import spy_langevin, tiny_argv
 
 
 class LinearGen(nn.Module):
@@ -82,9 +86,12 @@ def test_noise_scale_flag_gives_skeleton_variant_and_gradient_descent():
 
 def test_langevin_samples_the_gaussian_posterior_of_a_linear_model():
     """For g(z) = Wz + b the posterior is N(mu, A^-1) in closed form. Unadjusted Langevin (eq. 6) keeps
-    the mean mu and has stationary covariance (A - s^2 A^2 / 4)^-1; many chains' moments match both."""
-    s, sigma, prior = 0.2, 1.0, 1.0                  # relaxation ~ 2 / (s^2 lambda) = 50 steps
-    m, _ = linear_model(s, sigma, prior, steps=600)
+    the mean mu and has stationary covariance (A - s^2 A^2 / 4)^-1; many chains' moments match both.
+    A's eigenvalues are ~1.7, so a step contracts the distance to mu by 1 - s^2 lambda / 2 ~ 0.87: after
+    60 steps the start's bias is ~2e-4 of |mu| (the covariance's, squared), far below the tolerances,
+    which are ~4 standard errors of 8000 independent chains' mean and covariance."""
+    s, sigma, prior = 0.4, 1.0, 1.0
+    m, _ = linear_model(s, sigma, prior, steps=60)
     W, b = m.Gnet.W.detach(), m.Gnet.b.detach()
     with torch.no_grad():
         W.mul_(0.2)                                  # a broad posterior, so a short chain mixes
@@ -209,11 +216,70 @@ def test_capped_step_keeps_gradient_descent_stable():
     assert abp.capped_step(s, None, 1.0) == s and abp.capped_step(s, step, 0.0) == s
 
 
-def test_cold_uses_its_own_chain_settings():
-    args = abp.parse_args(['--langevin_num_steps', '7', '--cold_langevin_num_steps', '30',
-                           '--langevin_step_size', '0.01', '--cold_langevin_step_size', '0.2'])
-    warm, cold = abp.chain_for(args, 'warm'), abp.chain_for(args, 'cold')
-    assert (warm.steps, warm.step_size) == (7, 0.01) and (cold.steps, cold.step_size) == (30, 0.2)
+CHAIN_FLAGS = ('--langevin_num_steps', '2', '--langevin_step_size', '0.01',
+               '--cold_langevin_num_steps', '5', '--cold_langevin_step_size', '0.03', '--langevin_step_cap', '0')
+
+
+@pytest.mark.parametrize('mode,steps,s', [('warm', 2, 0.01), ('cold', 5, 0.03)])
+def test_cold_uses_its_own_chain_settings(mode, steps, s, img_dir, tmp_path, monkeypatch, fast_figures):
+    """What the training loop does, seen from Model.sample_langevin and langevin_trace.json: each epoch of
+    a warm run takes --langevin_num_steps steps of --langevin_step_size, each epoch of a cold run
+    --cold_langevin_num_steps steps of --cold_langevin_step_size (step cap off, so s is the flag's)."""
+    calls = spy_langevin(monkeypatch)
+    abp.main(tiny_argv(img_dir, tmp_path, '--start', mode, '--n_epochs', '3', *CHAIN_FLAGS))
+    assert len(calls) == 3
+    for c in calls:
+        assert c['steps'] == steps
+        assert torch.allclose(torch.as_tensor(c['step_size']).double().cpu(), torch.tensor(s).double())
+    trace = json.loads((tmp_path / mode / 'langevin_trace.json').read_text())
+    assert {k: len(v) for k, v in trace.items()} == {'1': steps, '3': steps}
+    m = json.loads((tmp_path / mode / 'metrics.json').read_text())
+    assert (m['langevin_steps'], m['langevin_step_size']) == (steps, s)
+
+
+def test_posterior_width_is_measured_on_the_curvature_every_schedule(img_dir, tmp_path, monkeypatch, fast_figures):
+    """With the step cap on, the posterior widths are measured exactly in the epochs that start at
+    state['epoch'] % --curvature_every == 0 (here 0, 3 and 6 of 7), in both modes; with
+    --langevin_step_cap 0 never (it costs nz + 1 generator passes)."""
+    langevin = spy_langevin(monkeypatch)          # one call per epoch: its count is the epoch that is running
+    real, measured_at = abp.posterior_width, []
+
+    def counting(*args, **kwargs):
+        measured_at.append(len(langevin))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(abp, 'posterior_width', counting)
+    for mode in ('warm', 'cold'):
+        langevin.clear()
+        measured_at.clear()
+        abp.main(tiny_argv(img_dir, tmp_path / mode, '--start', mode, '--n_epochs', '7', '--curvature_every', '3'))
+        assert len(langevin) == 7 and measured_at == [0, 3, 6], (mode, measured_at)
+    langevin.clear()
+    measured_at.clear()
+    abp.main(tiny_argv(img_dir, tmp_path / 'off', '--n_epochs', '7', '--curvature_every', '3',
+                       '--langevin_step_cap', '0'))
+    assert len(langevin) == 14 and measured_at == []
+
+
+def standardised(z):
+    """z (N, nz) has mean 0 and std 1 in every dimension, to 1e-4."""
+    return bool(torch.allclose(z.mean(0), torch.zeros(z.shape[1]), atol=1e-4)
+                and torch.allclose(z.std(0), torch.ones(z.shape[1]), atol=1e-4))
+
+
+def test_warm_standardises_z_in_the_loop_and_cold_does_not(img_dir, tmp_path, fast_figures):
+    """After a few epochs a warm run's z has mean 0, std 1 per dimension exactly (the change of variables
+    happens every epoch), a cold run's does not; --no-z_whiten turns it off for warm, --z_whiten on for cold."""
+    def final_z(out, mode):
+        return torch.load(out / mode / 'checkpoint.pt', weights_only=False)['z'].cpu()
+
+    abp.main(tiny_argv(img_dir, tmp_path / 'default', '--n_epochs', '3'))
+    assert standardised(final_z(tmp_path / 'default', 'warm'))
+    assert not standardised(final_z(tmp_path / 'default', 'cold'))
+    abp.main(tiny_argv(img_dir, tmp_path / 'off', '--n_epochs', '3', '--start', 'warm', '--no-z_whiten'))
+    assert not standardised(final_z(tmp_path / 'off', 'warm'))
+    abp.main(tiny_argv(img_dir, tmp_path / 'on', '--n_epochs', '3', '--start', 'cold', '--z_whiten'))
+    assert standardised(final_z(tmp_path / 'on', 'cold'))
 
 
 def test_psnr_and_nearest_neighbours():

@@ -1,6 +1,9 @@
 """Bad input, faults and interruption: a clear message or correct handling, nothing lost."""
+import contextlib
+import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +15,7 @@ import torch
 from PIL import Image
 
 import abp
-from conftest import ROOT, make_images, tiny_argv
+from conftest import ROOT, make_images, run_main, skip_rendering, spy_langevin, tiny_argv
 
 
 # ---- flags ------------------------------------------------------------------
@@ -106,25 +109,53 @@ def test_unreadable_image_skipped_with_warning(tmp_path, capsys):
     assert 'truncated.png' in out and 'fake.jpg' in out
 
 
-def test_single_image_trains(tmp_path):
-    d = make_images(tmp_path / 'one', n=1)
-    abp.main(tiny_argv(d, tmp_path / 'out'))
-    m = json.loads((tmp_path / 'out' / 'metrics.json').read_text())
-    assert m['n_images'] == 1 and all(v > 0 for v in m['warm']['interp_d'])
+@pytest.fixture(scope='module')
+def one_image_run(tmp_path_factory):
+    """abp.main on a folder of one image, figures built but not rendered: (output folder, its stderr)."""
+    d = make_images(tmp_path_factory.mktemp('one') / 'imgs', n=1)
+    err = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stderr(err):
+        skip_rendering(mp)
+        abp.main(tiny_argv(d, d.parent / 'out', '--n_stats', '1'))
+    return d.parent / 'out', err.getvalue()
+
+
+def test_single_image_trains(one_image_run):
+    """A folder of one image: both modes train (the PSNR rises above the first epoch's, z stays finite,
+    the interpolation square holds the image's z)."""
+    out, _ = one_image_run
+    m = json.loads((out / 'metrics.json').read_text())
+    assert m['n_images'] == 1
+    for mode in ('warm', 'cold'):
+        ck = torch.load(out / mode / 'checkpoint.pt', weights_only=False)
+        psnr = dict(zip(ck['stat_epochs'], ck['stats']['psnr_db']))
+        assert psnr[6] > psnr[1] + 0.5, (mode, psnr)
+        assert m[mode]['recon_psnr_db'] == pytest.approx(psnr[6], abs=1e-3)
+        z = ck['z']
+        assert z.shape == (1, 2) and torch.isfinite(z).all()
+        assert torch.all(z.abs().flatten().cpu() <= torch.tensor(m[mode]['interp_d'])), (z, m[mode]['interp_d'])
+
+
+def test_single_image_draws_every_figure(one_image_run):
+    """Every figure's drawing code copes with one image: no 'could not draw' warning."""
+    out, err = one_image_run
+    assert 'could not draw' not in err, err
 
 
 # ---- faults -----------------------------------------------------------------
 
-def test_divergence_stops_with_message(img_dir, tmp_path):
-    r = subprocess.run([sys.executable, str(ROOT / 'abp.py'), *tiny_argv(img_dir, tmp_path / 'out'),
-                        '--mse_sigma', '1e-30'], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 1
-    assert 'Traceback' not in r.stderr
-    last = r.stderr.strip().splitlines()[-1]
-    assert 'non-finite at epoch 1' in last and '--langevin_step_size' in last
+def test_divergence_stops_with_message(img_dir, tmp_path, capsys):
+    """A run that turns non-finite at once ends with exit status 1 and one line naming the epoch and the
+    flags to change."""
+    code, err = run_main(tiny_argv(img_dir, tmp_path / 'out', '--mse_sigma', '1e-30'), capsys)
+    assert code == 1
+    assert 'Traceback' not in '\n'.join(err)
+    assert 'non-finite at epoch 1' in err[-1] and '--langevin_step_size' in err[-1]
 
 
-def test_divergence_keeps_last_good_checkpoint(img_dir, tmp_path, monkeypatch):
+def test_divergence_keeps_last_good_checkpoint(img_dir, tmp_path, monkeypatch, fast_figures):
+    """A loss that turns NaN at epoch 5: the run stops naming epoch 5, and the checkpoint on disk is the
+    last good one (epoch 4), not the broken state."""
     out = tmp_path / 'out'
     real = abp.learn_step
 
@@ -146,10 +177,11 @@ def strip_times(m):
     return m
 
 
-def test_same_seed_same_metrics(img_dir, tmp_path):
-    abp.main(tiny_argv(img_dir, tmp_path / 'a'))
+def test_same_seed_same_metrics(tiny_run, img_dir, tmp_path, fast_figures):
+    """The same flags give the same metrics (tiny_run, made earlier in this process, against a new run);
+    another seed gives others."""
     abp.main(tiny_argv(img_dir, tmp_path / 'b'))
-    a = json.loads((tmp_path / 'a' / 'metrics.json').read_text())
+    a = json.loads((tiny_run / 'metrics.json').read_text())
     b = json.loads((tmp_path / 'b' / 'metrics.json').read_text())
     assert strip_times(a) == strip_times(b)
     c_args = tiny_argv(img_dir, tmp_path / 'c', '--seed', '2')
@@ -158,13 +190,15 @@ def test_same_seed_same_metrics(img_dir, tmp_path):
     assert strip_times(a) != strip_times(c)
 
 
-def test_interrupted_then_resumed_equals_uninterrupted(img_dir, tmp_path, monkeypatch):
-    abp.main(tiny_argv(img_dir, tmp_path / 'full'))
+def test_interrupted_then_resumed_equals_uninterrupted(tiny_run, img_dir, tmp_path, monkeypatch, fast_figures):
+    """Stopped after warm's epoch 3 (as by Ctrl-C), then --resume: latents, generators and metrics equal
+    those of tiny_run, the same flags run without a stop."""
+    full = tiny_run
     real = abp.guard_epoch
 
-    def stop_at_3(state, loss, psnr_db, chain_energy, args, logger):
-        real(state, loss, psnr_db, chain_energy, args, logger)
-        if state['epoch'] == 3 and args.start == 'warm':
+    def stop_at_3(state, *args, **kwargs):                # warm trains first: stop it after its epoch 3
+        real(state, *args, **kwargs)
+        if state['epoch'] == 3:
             abp.StopFlag.requested = True                 # as the SIGINT handler does
 
     monkeypatch.setattr(abp, 'guard_epoch', stop_at_3)
@@ -175,19 +209,22 @@ def test_interrupted_then_resumed_equals_uninterrupted(img_dir, tmp_path, monkey
     monkeypatch.setattr(abp, 'guard_epoch', real)
     abp.main(tiny_argv(img_dir, tmp_path / 'cut', '--resume'))
     for mode in ('warm', 'cold'):
-        full = torch.load(tmp_path / 'full' / mode / 'checkpoint.pt', weights_only=False)
+        want = torch.load(full / mode / 'checkpoint.pt', weights_only=False)
         cut = torch.load(tmp_path / 'cut' / mode / 'checkpoint.pt', weights_only=False)
-        assert torch.equal(full['z'], cut['z']), mode
-        for k, v in full['generator'].items():
+        assert torch.equal(want['z'], cut['z']), mode
+        for k, v in want['generator'].items():
             assert torch.equal(v, cut['generator'][k]), (mode, k)
-    a = json.loads((tmp_path / 'full' / 'metrics.json').read_text())
+    a = json.loads((full / 'metrics.json').read_text())
     b = json.loads((tmp_path / 'cut' / 'metrics.json').read_text())
     assert strip_times(a) == strip_times(b)
 
 
 def test_sigterm_writes_checkpoint_and_exits_cleanly(img_dir, tmp_path):
+    """A real SIGTERM to `python abp.py` (a fresh interpreter: the signal handler is what is tested) ends
+    the run between epochs with status 130, a checkpoint and a one-line hint to --resume."""
     out = tmp_path / 'out'
-    argv = tiny_argv(img_dir, out, '--start', 'warm', '--n_epochs', '100000', '--n_plot', '100000')
+    argv = tiny_argv(img_dir, out, '--start', 'warm', '--n_epochs', '100000', '--n_plot', '100000', '--n_log', '2',
+                     '--threads', '1')
     p = subprocess.Popen([sys.executable, str(ROOT / 'abp.py'), *argv], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     log = out / 'warm' / 'output.log'
@@ -212,16 +249,17 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
 
 
 @pytest.mark.parametrize('case', ['other_size', 'corrupt'])
-def test_resume_from_an_unusable_checkpoint_is_one_line_error(img_dir, tmp_path, case):
+def test_resume_from_an_unusable_checkpoint_is_one_line_error(tiny_run, img_dir, tmp_path, case, capsys):
+    """--resume from a checkpoint of another image size, or from a corrupt file: exit status 1 and one
+    line saying what is wrong and to run without --resume (tiny_run's warm run, copied)."""
     out = tmp_path / 'out'
-    abp.main(tiny_argv(img_dir, out, '--start', 'warm'))
+    shutil.copytree(tiny_run / 'warm', out / 'warm')
     extra = ['--img_size', '32'] if case == 'other_size' else []
     if case == 'corrupt':
         (out / 'warm' / 'checkpoint.pt').write_bytes(b'garbage')
-    r = subprocess.run([sys.executable, str(ROOT / 'abp.py'), *tiny_argv(img_dir, out, '--start', 'warm', '--resume'),
-                        *extra], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 1 and 'Traceback' not in r.stderr
-    last = r.stderr.strip().splitlines()[-1]
+    code, err = run_main([*tiny_argv(img_dir, out, '--start', 'warm', '--resume'), *extra], capsys)
+    assert code == 1 and 'Traceback' not in '\n'.join(err)
+    last = err[-1]
     assert 'checkpoint' in last and 'without --resume' in last
     if case == 'other_size':
         assert '--img_size 16' in last
@@ -245,7 +283,7 @@ def saturate_once_at(epoch_to_break):
     return broken
 
 
-def test_guard_recovers_from_a_collapse(img_dir, tmp_path, monkeypatch):
+def test_guard_recovers_from_a_collapse(img_dir, tmp_path, monkeypatch, fast_figures):
     """A collapse injected at epoch 25: the guard restores the state of epoch 20 with half the lr, logs
     one warning line, and training goes on from there: it ends above where the good state was."""
     argv = tiny_argv(img_dir, tmp_path / 'clean', '--start', 'warm', '--n_epochs', '40', '--n_plot', '40')
@@ -263,7 +301,7 @@ def test_guard_recovers_from_a_collapse(img_dir, tmp_path, monkeypatch):
     assert sum('guard:' in line for line in log.splitlines()) == 1
 
 
-def test_guard_gives_up_after_repeated_collapses(img_dir, tmp_path, monkeypatch):
+def test_guard_gives_up_after_repeated_collapses(img_dir, tmp_path, monkeypatch, fast_figures):
     """Wrecked every epoch from epoch 15 on: five recoveries, then one line naming the epoch and the
     flags to change, exit 1; the checkpoint on disk is the last good state."""
     real = abp.learn_step
@@ -286,10 +324,43 @@ def test_guard_gives_up_after_repeated_collapses(img_dir, tmp_path, monkeypatch)
     assert ck['epoch'] == 10 and len(ck['health']['events']) == 5
 
 
-def test_no_guard_flag_lets_a_collapse_run_on(img_dir, tmp_path, monkeypatch):
+def test_no_guard_flag_lets_a_collapse_run_on(img_dir, tmp_path, monkeypatch, fast_figures):
+    """The collapse the guard catches in test_guard_recovers_from_a_collapse: with --no-guard the run goes
+    on through it (its PSNR falls by more than the guard's threshold) with no recovery."""
     monkeypatch.setattr(abp, 'learn_step', saturate_once_at(25))
-    abp.main(tiny_argv(img_dir, tmp_path / 'out', '--start', 'warm', '--n_epochs', '30', '--no-guard'))
+    abp.main(tiny_argv(img_dir, tmp_path / 'out', '--start', 'warm', '--n_epochs', '30', '--no-guard',
+                       '--n_stats', '1'))
     assert json.loads((tmp_path / 'out' / 'warm' / 'metrics.json').read_text())['guard_events'] == []
+    ck = torch.load(tmp_path / 'out' / 'warm' / 'checkpoint.pt', weights_only=False)
+    psnr = dict(zip(ck['stat_epochs'], ck['stats']['psnr_db']))
+    assert sorted(psnr) == list(range(1, 31))                       # no epoch was rewound
+    assert min(psnr[e] for e in range(26, 31)) < max(psnr[e] for e in range(1, 26)) - abp.GUARD_DROP_DB, psnr
+
+
+@pytest.mark.parametrize('loss,chain_energy,scale', [(100.0, 10.0, 0.5), (20.0, 10.0, 1.0), (100.0, None, 1.0)])
+def test_guard_halves_the_langevin_step_when_the_chain_made_the_fit_worse(loss, chain_energy, scale, tmp_path,
+                                                                           monkeypatch):
+    """A sick epoch (PSNR far below the best) is rewound with half the lr; the Langevin step is halved too
+    when the epoch's loss is more than twice the energy its chain reached (the chain, not the learning,
+    made the fit worse), and not otherwise; the next epoch's chain moves with the halved step."""
+    args = abp.parse_args(['--img_size', '16', '--gen_width', '4', '--langevin_step_cap', '0',
+                           '--out_dir', str(tmp_path)])
+    chain = abp.chain_for(args, 'warm')
+    state = abp.new_state(args, 4, chain)
+    lr = state['optimizer'].param_groups[0]['lr']
+    state['epoch'], state['health']['best_db'] = 12, 30.0
+    abp.guard_epoch(state, torch.tensor(loss), 10.0, chain_energy, chain, args, abp.get_logger(tmp_path))
+    h = state['health']
+    assert len(h['events']) == 1 and state['epoch'] == 0              # back to the state kept at epoch 0
+    assert state['optimizer'].param_groups[0]['lr'] == pytest.approx(lr / 2)
+    assert h['step_scale'] == scale
+    calls = spy_langevin(monkeypatch)
+    abp.train_epoch(state, torch.rand(4, 3, 16, 16, device=abp.device) * 2 - 1, chain, args)
+    assert calls[0]['step_size'] == pytest.approx(scale * chain.step_size)
+    state['epoch'], lr = 12, state['optimizer'].param_groups[0]['lr']   # sick again: halved again
+    abp.guard_epoch(state, torch.tensor(loss), 10.0, chain_energy, chain, args, abp.get_logger(tmp_path))
+    assert h['step_scale'] == scale * scale
+    assert state['optimizer'].param_groups[0]['lr'] == pytest.approx(lr / 2)
 
 
 # ---- any folder: names and counts ----------------------------------------------
@@ -326,7 +397,9 @@ def test_two_hundred_images_with_odd_names_make_every_figure(tmp_path):
     assert Image.open(out / 'warm' / '0002_recon.png').size == (16 * 10 + 2, 13 * 10 + 2)   # rows of 16
 
 
-def test_a_failing_comparison_figure_loses_nothing(img_dir, tmp_path, monkeypatch, capsys):
+def test_a_failing_comparison_figure_loses_nothing(img_dir, tmp_path, monkeypatch, capsys, fast_figures):
+    """A comparison figure that raises is reported in one warning; the metrics and the figures after it
+    are still written."""
     def boom(*a, **k):
         raise KeyError('199269.jpg')
 
