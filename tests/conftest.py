@@ -115,7 +115,7 @@ def run_main(argv, capsys):
 
 def spy_langevin(monkeypatch):
     """Wrap Model.sample_langevin; returns a list that gets, per call, the Langevin steps it really took
-    (counted in its trace) and the step size s it used (its default, args.langevin_step_size, if none
+    (counted in its trace) and the step size s it used (its default, the model's chain's step_size, if none
     was passed)."""
     real = abp.Model.sample_langevin
     sig = inspect.signature(real)
@@ -130,7 +130,7 @@ def spy_langevin(monkeypatch):
         before = len(trace)
         out = real(*bound.args, **bound.kwargs)
         s = bound.arguments['step_size']
-        calls.append({'steps': len(trace) - before, 'step_size': self.args.langevin_step_size if s is None else s})
+        calls.append({'steps': len(trace) - before, 'step_size': self.chain.step_size if s is None else s})
         return out
 
     monkeypatch.setattr(abp.Model, 'sample_langevin', spy)
