@@ -1300,6 +1300,7 @@ def keep_best_checkpoint(state, args, chain, path):
 def load_data(args, logger=None):
     """The training images of args.img_dir at args.img_size, on the device as training holds them
     (channels-last), and their file names."""
+    list_images(args.img_dir)           # a missing folder fails in one line before torchvision is even imported
     x, names = load_images(args.img_dir, default_transform(args.img_size), logger)
     return x.to(device).contiguous(memory_format=torch.channels_last), names
 

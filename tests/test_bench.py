@@ -65,7 +65,7 @@ def test_cold_study_variants_with_different_starts_start_differently():
             assert not abp.torch.allclose(zs[i], zs[j]), (list(starts)[i], list(starts)[j])
 
 
-def test_bench_cache_reuses_the_same_flags_and_reruns_a_changed_one(img_dir, tmp_path, monkeypatch):
+def test_bench_cache_reuses_the_same_flags_and_reruns_a_changed_one(img_dir, tmp_path, monkeypatch, fast_figures):
     calls = []
     real_main = abp.main
     monkeypatch.setattr(abp, 'main', lambda argv: calls.append(argv) or real_main(argv))
