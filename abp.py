@@ -1189,8 +1189,9 @@ def load_state(state, path, args, chain):
         raise UserError(f"cannot read checkpoint {path} ({type(e).__name__}); delete it or run without --resume")
     old = ck.get('args', {})
     diff = [f"--{k} {old.get(k)}" for k in RESUME_MUST_MATCH if old.get(k) != getattr(args, k, None)]
-    if ck.get('chain', {}).get('mode') != chain.mode:
-        diff.append(f"--start {ck.get('chain', {}).get('mode')}")
+    old_mode = ck.get('chain', {}).get('mode', old.get('start'))      # checkpoints before Chain: args.start
+    if old_mode != chain.mode:
+        diff.append(f"--start {old_mode}")
     missing = [k for k in state if k not in MODULES and k not in ck]
     if diff or missing or ck['z'].shape != state['z'].shape:
         what = (', '.join(diff) if diff else 'an older abp.py' if missing else f"{ck['z'].shape[0]} images")

@@ -265,6 +265,27 @@ def test_resume_from_an_unusable_checkpoint_is_one_line_error(tiny_run, img_dir,
         assert '--img_size 16' in last
 
 
+@pytest.mark.parametrize('old', [False, True], ids=['chain', 'before_chain'])
+@pytest.mark.parametrize('mode', ['warm', 'cold'])
+def test_resume_checks_the_mode_also_in_a_checkpoint_from_before_chain(tiny_run, img_dir, tmp_path, mode, old, capsys,
+                                                                       fast_figures):
+    """A checkpoint of a cold run put where a warm run resumes is refused, naming --start cold; one written
+    before the Chain settings (no 'chain' entry: its mode is in args['start']) is read the same way."""
+    out = tmp_path / 'out'
+    shutil.copytree(tiny_run / mode, out / 'warm')
+    ck_path = out / 'warm' / 'checkpoint.pt'
+    if old:
+        ck = torch.load(ck_path, weights_only=False)
+        ck.pop('chain')
+        ck['args']['start'] = mode
+        torch.save(ck, ck_path)
+    code, err = run_main([*tiny_argv(img_dir, out, '--start', 'warm', '--resume')], capsys)
+    if mode == 'warm':
+        assert code in (0, None), err
+    else:
+        assert code == 1 and '--start cold' in err[-1] and 'without --resume' in err[-1]
+
+
 # ---- training health ---------------------------------------------------------
 
 def saturate_once_at(epoch_to_break):
