@@ -259,10 +259,14 @@ class Chain:
     init: str           # where each epoch's chains start: 'warm' (each image's current z) or a COLD_INITS name
     steps: int          # Langevin steps per epoch (eq. 6)
     step_size: float    # s of eq. 6, before the per-image cap (--langevin_step_cap)
-    step_flag: str      # the flag that sets step_size, for messages
     standardize: bool   # re-standardise z after the chains (standardize_latents)
     proposals: int      # prior draws per epoch, init 'sir'
     n_chains: int       # chains per image, init 'chains'
+
+    @property
+    def step_flag(self):
+        """The flag that sets step_size, for messages."""
+        return '--cold_langevin_step_size' if self.mode == 'cold' else '--langevin_step_size'
 
 
 def chain_for(args, mode):
@@ -271,11 +275,11 @@ def chain_for(args, mode):
     so their z is at the prior's scale already)."""
     standardize = (mode == 'warm') if args.standardize_z is None else args.standardize_z
     if mode == 'warm':
-        return Chain('warm', 'warm', args.langevin_num_steps, args.langevin_step_size, '--langevin_step_size',
-                     standardize, args.cold_proposals, args.cold_chains)
+        return Chain('warm', 'warm', args.langevin_num_steps, args.langevin_step_size, standardize,
+                     args.cold_proposals, args.cold_chains)
     if mode == 'cold':
-        return Chain('cold', args.cold_init, args.cold_langevin_num_steps, args.cold_langevin_step_size,
-                     '--cold_langevin_step_size', standardize, args.cold_proposals, args.cold_chains)
+        return Chain('cold', args.cold_init, args.cold_langevin_num_steps, args.cold_langevin_step_size, standardize,
+                     args.cold_proposals, args.cold_chains)
     raise ValueError(f"start mode must be 'warm' or 'cold', got {mode!r}")
 
 
@@ -577,7 +581,9 @@ def prior_proposals(gen, x, n_proposals, mse_sigma, prior_sigma, mask=None):
     This is sampling-importance-resampling with the prior as the proposal, so the prior term of eq. 3
     cancels from the weights. The chain still starts afresh from the prior every epoch."""
     zeta = sample_gaussian_prior(n_proposals, gen.nz, prior_sigma)
-    log_w = -sq_dists(x, generate(gen, zeta), mask) / (2 * mse_sigma ** 2)
+    log_w = (-sq_dists(x, generate(gen, zeta), mask) / (2 * mse_sigma ** 2)).nan_to_num(nan=-math.inf)
+    # a sick generator (non-finite images) leaves nothing to weigh by: draw uniformly, and the guard sees the loss
+    log_w = torch.where(torch.isfinite(log_w).any(1, keepdim=True), log_w, torch.zeros((), device=log_w.device))
     return zeta[torch.multinomial(torch.softmax(log_w, 1), 1).squeeze(1)]
 
 

@@ -144,13 +144,15 @@ def test_single_image_draws_every_figure(one_image_run):
 
 # ---- faults -----------------------------------------------------------------
 
-def test_divergence_stops_with_message(img_dir, tmp_path, capsys):
+@pytest.mark.parametrize('mode,flag', [('warm', '--langevin_step_size (now 0.03)'),
+                                       ('cold', '--cold_langevin_step_size (now 0.02)')])
+def test_divergence_stops_with_message(img_dir, tmp_path, capsys, mode, flag, fast_figures):
     """A run that turns non-finite at once ends with exit status 1 and one line naming the epoch and the
-    flags to change."""
-    code, err = run_main(tiny_argv(img_dir, tmp_path / 'out', '--mse_sigma', '1e-30'), capsys)
+    flags to change: the step size of the mode that diverged, with its value."""
+    code, err = run_main(tiny_argv(img_dir, tmp_path / 'out', '--mse_sigma', '1e-30', '--start', mode), capsys)
     assert code == 1
     assert 'Traceback' not in '\n'.join(err)
-    assert 'non-finite at epoch 1' in err[-1] and '--langevin_step_size' in err[-1]
+    assert 'non-finite at epoch 1' in err[-1] and f'lower {flag}' in err[-1], err[-1]
 
 
 def test_divergence_keeps_last_good_checkpoint(img_dir, tmp_path, monkeypatch, fast_figures):
