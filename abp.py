@@ -17,14 +17,16 @@ Each epoch alternates
   (1) inferential back-propagation: Langevin dynamics on every image's z (eq. 6);
   (2) learning back-propagation: one Adam step on theta with z held fixed (eq. 7).
 Warm start continues each image's chain from its z of the previous epoch. Cold start keeps no z
-between epochs: each epoch draws --cold_proposals z's from the prior, starts each image's chain at
-one of them resampled by its likelihood (sampling-importance-resampling from the prior), and runs
-the Langevin steps from there. `--cold_init prior` is the handout's cold start: one prior draw per
+between epochs: each epoch draws --cold_proposals z's from the prior (a scrambled Sobol sequence, so
+they cover it evenly), starts each image's chain at one of them resampled by its likelihood
+(sampling-importance-resampling from the prior), and runs the Langevin steps from there. `--cold_init prior` is the handout's cold start: one prior draw per
 image. Each image's Langevin step is capped at its posterior's width, so chains stay stable however
 sharp the generator becomes, and a health guard restores the last good state if training collapses.
 
 A mode's settings (steps, s, chain start, standardisation) are resolved once from the flags into a
 Chain (chain_for) in main and passed down: train_epoch, the guard's messages and metrics.json read it.
+On a CPU with two or more threads, `python abp.py` trains the two modes at the same time in two
+processes (--parallel); the results are those of one mode after the other.
 """
 import argparse
 import contextlib
@@ -35,12 +37,15 @@ import io
 import json
 import logging
 import math
+import multiprocessing
+import multiprocessing.connection
 import os
 import random
 import re
 import signal
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import matplotlib
@@ -162,7 +167,7 @@ def build_parser():
                    help='s of eq. 6, warm start (most it can be; see --langevin_step_cap) [0.05]')
     p.add_argument('--langevin_num_steps', type=positive(int), default=2,
                    help='Langevin steps per epoch, warm start: chains persist, so few suffice [120]')
-    p.add_argument('--cold_langevin_num_steps', type=positive(int), default=2,
+    p.add_argument('--cold_langevin_num_steps', type=positive(int), default=1,
                    help='Langevin steps per epoch, cold start, after the chain start is chosen (ours) [120]')
     p.add_argument('--cold_langevin_step_size', type=positive(float), default=0.02,
                    help='s of eq. 6, cold start (ours) [0.05]')
@@ -172,8 +177,11 @@ def build_parser():
                         '(the handout\'s cold start); fixed = the skeleton\'s single z_0; annealed = a prior draw, '
                         f'then {ANNEAL_STEPS} Langevin steps with sigma lowered from {ANNEAL_HOT:g} sigma to sigma; '
                         'chains = --cold_chains prior draws per image, the lowest-energy one after the Langevin steps')
-    p.add_argument('--cold_proposals', type=positive(int), default=64,
+    p.add_argument('--cold_proposals', type=positive(int), default=32,
                    help='prior draws per epoch for --cold_init sir, shared by all images (one generator pass)')
+    p.add_argument('--cold_sobol', action=argparse.BooleanOptionalAction, default=True,
+                   help='draw the --cold_proposals as a scrambled Sobol sequence, which covers the prior evenly '
+                        '(each draw is still a prior draw); --no-cold_sobol: independent draws (ours)')
     p.add_argument('--cold_chains', type=positive(int), default=4, help='chains per image for --cold_init chains')
     p.add_argument('--langevin_step_cap', type=non_negative, default=1.0,
                    help='cap each image\'s step s at this many posterior widths 1/sqrt(curvature of eq. 3 in z), '
@@ -206,6 +214,10 @@ def build_parser():
                    help='figures + checkpoint every n epochs (also at the middle and the end) [200]')
     p.add_argument('--n_stats', type=positive(int), default=20, help='loss curve point every n epochs [100]')
     p.add_argument('--threads', type=int, default=0, help='CPU threads for torch (0 = all cores)')
+    p.add_argument('--parallel', action=argparse.BooleanOptionalAction, default=None,
+                   help='--start both: train warm and cold at once, as two processes with half the threads each '
+                        '(the one still running then takes all); unset: on for `python abp.py` with no GPU and 2 or '
+                        'more threads')
     # learning from incomplete images
     p.add_argument('--occlude', type=occlusion_kind, default='none',
                    help='hide part of every training image (fixed masks from --seed): none, pixels:P (a fraction P '
@@ -261,6 +273,7 @@ class Chain:
     step_size: float    # s of eq. 6, before the per-image cap (--langevin_step_cap)
     standardize: bool   # re-standardise z after the chains (standardize_latents)
     proposals: int      # prior draws per epoch, init 'sir'
+    sobol: bool         # ... drawn as a scrambled Sobol sequence (quasi_prior), not independently
     n_chains: int       # chains per image, init 'chains'
 
     @property
@@ -276,10 +289,10 @@ def chain_for(args, mode):
     standardize = (mode == 'warm') if args.standardize_z is None else args.standardize_z
     if mode == 'warm':
         return Chain('warm', 'warm', args.langevin_num_steps, args.langevin_step_size, standardize,
-                     args.cold_proposals, args.cold_chains)
+                     args.cold_proposals, args.cold_sobol, args.cold_chains)
     if mode == 'cold':
         return Chain('cold', args.cold_init, args.cold_langevin_num_steps, args.cold_langevin_step_size, standardize,
-                     args.cold_proposals, args.cold_chains)
+                     args.cold_proposals, args.cold_sobol, args.cold_chains)
     raise ValueError(f"start mode must be 'warm' or 'cold', got {mode!r}")
 
 
@@ -572,15 +585,26 @@ def sq_dists(x, g, mask=None):
     return (x.pow(2).sum(1, keepdim=True) - 2 * x @ g.T + g2).clamp_min(0)
 
 
+def quasi_prior(n, nz, sig=1):
+    """n draws (n, nz) from sig * N(0, I) that cover it evenly: a scrambled Sobol sequence (seeded from torch's
+    generator) through the normal quantile. Each draw alone is distributed as the prior; together they leave
+    fewer empty regions than independent draws (a region of prior mass p is missed with probability about
+    max(0, 1 - n p) instead of (1 - p)^n)."""
+    seed = int(torch.randint(0, 2 ** 31 - 1, ()))
+    u = torch.quasirandom.SobolEngine(nz, scramble=True, seed=seed).draw(n, dtype=torch.float64)
+    return (sig * torch.special.ndtri(u.clamp(1e-9, 1 - 1e-9))).float().to(device)
+
+
 @torch.no_grad()
-def prior_proposals(gen, x, n_proposals, mse_sigma, prior_sigma, mask=None):
+def prior_proposals(gen, x, n_proposals, mse_sigma, prior_sigma, mask=None, qmc=False):
     """Cold-start chain starts (N, nz), drawn from the prior and resampled by each image's likelihood.
 
-    M z's are drawn from the prior and generated in one pass shared by all images; image i takes
+    M z's are drawn from the prior (with qmc, as one scrambled Sobol sequence: quasi_prior, so that no region
+    of the prior is left without a draw by chance) and generated in one pass shared by all images; image i takes
     draw m with probability proportional to p(I_i | z_m) = N(I_i; g(z_m), sigma^2 I) (eq. 1).
     This is sampling-importance-resampling with the prior as the proposal, so the prior term of eq. 3
     cancels from the weights. The chain still starts afresh from the prior every epoch."""
-    zeta = sample_gaussian_prior(n_proposals, gen.nz, prior_sigma)
+    zeta = quasi_prior(n_proposals, gen.nz, prior_sigma) if qmc else sample_gaussian_prior(n_proposals, gen.nz, prior_sigma)
     log_w = (-sq_dists(x, generate(gen, zeta), mask) / (2 * mse_sigma ** 2)).nan_to_num(nan=-math.inf)
     # a sick generator (non-finite images) leaves nothing to weigh by: draw uniformly, and the guard sees the loss
     log_w = torch.where(torch.isfinite(log_w).any(1, keepdim=True), log_w, torch.zeros((), device=log_w.device))
@@ -631,7 +655,7 @@ def chain_start(chain, state, x, args):
         return annealed_start(model, x, state, chain, args)
     if chain.init == 'chains':
         return best_of_chains(model, x, state, chain, args)
-    return prior_proposals(model.Gnet, x, chain.proposals, args.mse_sigma, args.prior_sigma, state['mask'])
+    return prior_proposals(model.Gnet, x, chain.proposals, args.mse_sigma, args.prior_sigma, state['mask'], chain.sobol)
 
 
 def langevin_step(chain, state, args):
@@ -1151,6 +1175,26 @@ class StopFlag:
     requested = False
 
 
+def request_stop(signum, frame):
+    """SIGINT/SIGTERM handler: stop after this epoch (StopFlag)."""
+    StopFlag.requested = True
+
+
+class Worker:
+    """Set only in a process that trains one mode of a --parallel run (run_worker): its progress bar's line,
+    and the event the other mode's process sets when it finishes, after which this one takes every thread."""
+    position = 0
+    other_done = None
+    threads_after = 0
+
+
+def take_freed_cores():
+    """In a --parallel worker: once the other mode has finished, use its threads too (checked every epoch)."""
+    if Worker.other_done is not None and Worker.other_done.is_set():
+        torch.set_num_threads(Worker.threads_after)
+        Worker.other_done = None
+
+
 def new_state(args, n, chain=None):
     """Everything training changes, in one dict: model, optimiser, schedule, latents, curves, guard."""
     set_seed(args.seed)
@@ -1268,8 +1312,9 @@ def train(state, x, chain, args, exp_dir, logger):
     snap_at, frame_at = snapshot_epochs(args.n_epochs, args.n_plot), frame_epochs(args.n_epochs)
     ckpt_path, x_hat = exp_dir / 'checkpoint.pt', None
     bar = tqdm(desc=chain.mode, unit='ep', disable=None, initial=state['epoch'], total=args.n_epochs,
-               dynamic_ncols=True)
+               dynamic_ncols=True, position=Worker.position)
     while state['epoch'] < args.n_epochs:
+        take_freed_cores()
         trace = []
         loss, x_hat = train_epoch(state, x, chain, args, trace)
         state['epoch'] += 1
@@ -1483,6 +1528,103 @@ def summary_path(out_dir, start):
     return figures_dir(out_dir, start) / ('metrics.json' if start == 'both' else 'summary.json')
 
 
+def launched_as_script():
+    """Is this file the program being run (`python abp.py`), rather than a module imported by another?"""
+    main_file = getattr(sys.modules.get('__main__'), '__file__', None)
+    return main_file is not None and Path(main_file).resolve() == Path(__file__).resolve()
+
+
+def use_parallel(args, n_modes):
+    """Train the modes as parallel processes? --parallel if given; unset: with two modes, no GPU, >= 2 threads,
+    and only when run as `python abp.py`: a spawned process re-imports the program's main script, so a
+    caller's script without an `if __name__ == '__main__'` guard (an autograder's, say) must not be spawned."""
+    if n_modes < 2:
+        return False
+    if args.parallel is not None:
+        return args.parallel
+    return device == 'cpu' and torch.get_num_threads() >= 2 and launched_as_script()
+
+
+def run_worker(args, chain, data, threads, other_done, done, conn):
+    """One mode of a --parallel run, in its own process: run(...) with `threads` torch threads (all of them,
+    threads[1], once `other_done` is set), Ctrl-C and SIGTERM stopping at the next epoch as in main. Sends
+    ('ok', run's result with the model as its state_dict) or (the exception's class name, its message)
+    through conn, then sets `done`."""
+    torch.set_num_threads(threads[0])
+    Worker.position, Worker.other_done, Worker.threads_after = int(chain.mode == 'cold'), other_done, threads[1]
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, request_stop)
+    exp_dir = Path(args.out_dir) / chain.mode
+    try:
+        result = run(args, exp_dir, get_logger(exp_dir), chain, data)
+        # the generator as its weights: classes pickled here would be this process's module's, not the parent's
+        result['model'] = result['model'].state_dict()
+        buf = io.BytesIO()      # bytes, not torch's shared-memory handles, which die with this process
+        torch.save(result, buf)
+        conn.send(('ok', buf.getvalue()))
+    except (UserError, Diverged, Interrupted) as e:
+        conn.send((type(e).__name__, str(e)))
+    except Exception:           # a bug: its traceback, as text, for the parent to show
+        conn.send(('RuntimeError', f"the {chain.mode} process failed:\n{traceback.format_exc()}"))
+    finally:
+        done.set()
+
+
+def run_parallel(args, chains, data):
+    """{mode: run(...)} for every chain, each in its own process (spawned: a clean torch, no forked thread
+    pool), at the same time. Each takes half the threads; the one still running takes all once the other is
+    done. A stop request (Ctrl-C reaches every process; SIGTERM to this one is passed on) checkpoints both.
+    Raises the first mode's error, after both have ended."""
+    errors = {'UserError': UserError, 'Diverged': Diverged, 'Interrupted': Interrupted, 'RuntimeError': RuntimeError}
+    ctx = multiprocessing.get_context('spawn')
+    total = args.threads or torch.get_num_threads()
+    done = [ctx.Event() for _ in chains]
+    procs, conns = [], []
+    for i, chain in enumerate(chains):
+        recv, send = ctx.Pipe(duplex=False)
+        procs.append(ctx.Process(target=run_worker, name=f'abp-{chain.mode}', daemon=True,
+                                 args=(args, chain, data, (max(1, total // len(chains)), total),
+                                       done[1 - i], done[i], send)))
+        procs[-1].start()
+        send.close()
+        conns.append(recv)
+    replies, told = {}, False
+    while len(replies) < len(chains):
+        if StopFlag.requested and not told:         # SIGTERM to this process only: pass it on
+            for proc in procs:
+                if proc.is_alive():
+                    os.kill(proc.pid, signal.SIGTERM)
+            told = True
+        for conn in multiprocessing.connection.wait([c for c in conns if c not in replies], timeout=0.5):
+            try:
+                replies[conn] = conn.recv()
+            except EOFError:       # the process died without a word (killed, out of memory)
+                mode = chains[conns.index(conn)].mode
+                replies[conn] = ('UserError', f"the {mode} process ended unexpectedly; "
+                                              f"continue with --resume, or run with --no-parallel")
+    for proc in procs:
+        proc.join()
+    failed = [replies[c] for c in conns if replies[c][0] in errors]
+    if failed:          # the first mode's kind of error, with every mode's message of that kind
+        raise errors[failed[0][0]]('; '.join(msg for kind, msg in failed if kind == failed[0][0]))
+    results = {chain.mode: torch.load(io.BytesIO(replies[conn][1]), map_location=device, weights_only=False)
+               for chain, conn in zip(chains, conns)}
+    for chain in chains:
+        model = Model(args, chain).to(device)
+        model.load_state_dict(results[chain.mode]['model'])
+        results[chain.mode]['model'] = model
+    return results
+
+
+def train_modes(args, chains, data):
+    """{mode: run(...)} for every chain: one after the other, or, with --parallel, at once."""
+    if use_parallel(args, len(chains)):
+        return run_parallel(args, chains, data)
+    out_dir = Path(args.out_dir)
+    return {chain.mode: run(args, out_dir / chain.mode, get_logger(out_dir / chain.mode), chain, data)
+            for chain in chains}
+
+
 def main(argv=None):
     """Parse flags, train the requested start mode(s), write figures and metrics; returns None."""
     args = parse_args(argv)
@@ -1493,21 +1635,16 @@ def main(argv=None):
     chains = [chain_for(args, mode) for mode in start_modes(args.start)]   # each mode's settings, resolved once
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
-    def request_stop(signum, frame):
-        StopFlag.requested = True
-
     t0 = time.perf_counter()
     try:
         data = load_data(args)                           # once for every mode; a bad folder fails here
         out_dir.mkdir(parents=True, exist_ok=True)
         for s in old:
             signal.signal(s, request_stop)
-        results = {}
-        for chain in chains:
-            exp_dir = out_dir / chain.mode
-            results[chain.mode] = run(args, exp_dir, get_logger(exp_dir), chain, data)
+        results = train_modes(args, chains, data)
         metrics = compare(results, args, figures_dir(out_dir, args.start))
         metrics.update(total_seconds=round(time.perf_counter() - t0, 2), device=device,
+                       parallel=use_parallel(args, len(chains)),
                        torch=torch.__version__, args=vars(args))
         write_json(metrics, summary_path(out_dir, args.start))
         print(f"done in {time.perf_counter() - t0:.0f} s; figures and metrics in {figures_dir(out_dir, args.start)}/"

@@ -8,10 +8,17 @@ JSON into the report's numbers):
      hyperparameters on our generator (at the skeleton's width), "ours" this project's defaults;
   2. FLOPs per epoch of ours (torch's FLOP counter), the GFLOP/s achieved, and this machine's fp32
      matmul peak measured in the same run;
-  3. reconstruction PSNR reached by each configuration within the same wall-clock budget.
+  3. reconstruction PSNR reached by each configuration within the same wall-clock budget;
+  4. seconds per epoch of each start mode with today's defaults (cold against warm), one after the other;
+  5. the code before the speed work (git ref --before, abp.py as it was) against today's abp.py: the same
+     command, `python abp.py --img_dir IMG_DIR --n_epochs PAIR_EPOCHS`, run back to back in fresh
+     processes, each with its own defaults; their total_seconds and the ratio (skipped with --pair_epochs 0).
 Timings are only compared inside one run: machines are noisy, ratios are the figures to quote.
 """
+import json
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -80,6 +87,40 @@ def flops_per_epoch(cfg, x):
     return steps * langevin + learn + width
 
 
+def mode_seconds_per_epoch(img_dir, x, n):
+    """4. Seconds per epoch of warm and of cold start with the defaults, timed one after the other."""
+    out = {}
+    for mode in ('warm', 'cold'):
+        args = abp.parse_args(['--img_dir', img_dir, '--start', mode])
+        out[mode] = seconds_per_epoch((args, abp.chain_for(args, mode)), x, n)
+    return out
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def timed_default_run(script, img_dir, out_dir, epochs):
+    """`python SCRIPT --img_dir IMG_DIR --out_dir OUT_DIR --n_epochs EPOCHS` in a fresh process: its
+    total_seconds and each mode's recon PSNR, from the metrics.json it wrote."""
+    subprocess.run([sys.executable, str(script), '--img_dir', str(img_dir), '--out_dir', str(out_dir),
+                    '--n_epochs', str(epochs)], check=True, stdout=subprocess.DEVNULL)
+    m = json.loads((Path(out_dir) / 'metrics.json').read_text())
+    return {'total_seconds': m['total_seconds'], 'parallel': m.get('parallel', False),
+            **{f'{mode}_recon_psnr_db': m[mode]['recon_psnr_db'] for mode in ('warm', 'cold')}}
+
+
+def before_and_after(ref, img_dir, epochs):
+    """5. The abp.py of git ref `ref`, then today's, each run once with its defaults, back to back."""
+    with tempfile.TemporaryDirectory() as tmp:
+        old = Path(tmp) / 'abp.py'
+        old.write_bytes(subprocess.run(['git', 'show', f'{ref}:abp.py'], cwd=ROOT, check=True,
+                                       capture_output=True).stdout)
+        before = timed_default_run(old, img_dir, Path(tmp) / 'before', epochs)
+        after = timed_default_run(ROOT / 'abp.py', img_dir, Path(tmp) / 'after', epochs)
+    return {'ref': ref, 'epochs': epochs, 'before': before, 'after': after,
+            'speedup': round(before['total_seconds'] / after['total_seconds'], 3)}
+
+
 def matmul_peak_gflops(n=2048, reps=10):
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
@@ -109,6 +150,11 @@ def main():
     p.add_argument('--budget', type=float, default=60.0, help='wall-clock seconds per configuration for 3. (default: 60)')
     p.add_argument('--epochs', type=int, default=3,
                    help='timed epochs of the course hyperparameters for 1.; ours runs 20x more (default: 3)')
+    p.add_argument('--before', default='c5e5031',
+                   help='git ref of the abp.py to time against today\'s in 5. (default: c5e5031, the code before '
+                        'the speed work)')
+    p.add_argument('--pair_epochs', type=int, default=2000,
+                   help='epochs per mode of each run of 5.; 0 skips it (default: 2000, a full default run)')
     a = p.parse_args()
     course, ours = config(a.img_dir, COURSE), config(a.img_dir, OURS)
     try:
@@ -131,13 +177,23 @@ def main():
         curves[name], n_ep = psnr_within(cfg, x, a.budget)
         print(f'3. {name:6s} PSNR after {a.budget:.0f} s: {curves[name][-1][1]:.2f} dB ({n_ep} epochs)')
 
+    per_mode = mode_seconds_per_epoch(a.img_dir, x, 20 * a.epochs)
+    print(f'4. seconds/epoch  warm {per_mode["warm"]:.4f}  cold {per_mode["cold"]:.4f}  '
+          f'cold/warm {per_mode["cold"] / per_mode["warm"]:.2f}')
+    pair = before_and_after(a.before, a.img_dir, a.pair_epochs) if a.pair_epochs > 0 else None
+    if pair:
+        print(f'5. python abp.py --n_epochs {a.pair_epochs}: {a.before} {pair["before"]["total_seconds"]:.0f} s, '
+              f'today {pair["after"]["total_seconds"]:.0f} s: {pair["speedup"]:.2f}x faster')
+
     result = {'device': abp.device, 'threads': torch.get_num_threads(), 'torch': torch.__version__,
               'seconds_per_epoch': {'course': round(spe_course, 4), 'ours': round(spe_ours, 5)},
               'speedup_per_epoch': round(spe_course / spe_ours, 2),
               'gflop_per_epoch': {'course': round(f_course / 1e9, 3), 'ours': round(f_ours / 1e9, 4)},
               'achieved_gflops_ours': round(achieved, 2), 'matmul_peak_gflops': round(peak, 2),
               'budget_seconds': a.budget, 'psnr_curve': curves,
-              'psnr_at_budget': {k: v[-1][1] for k, v in curves.items()}}
+              'psnr_at_budget': {k: v[-1][1] for k, v in curves.items()},
+              'mode_seconds_per_epoch': {k: round(v, 5) for k, v in per_mode.items()},
+              'cold_over_warm': round(per_mode['cold'] / per_mode['warm'], 3), 'before_after': pair}
     abp.write_json(result, out / 'bench.json')
     fig = Figure(figsize=(5.5, 3.4))                   # the object API, as abp.py draws
     ax = fig.subplots()

@@ -11,8 +11,9 @@ every epoch; they differ in how they use that start (abp.py's --cold_init choice
                K steps (--cold_init annealed)
   chains       C independent prior draws per image, K steps each, keep the chain of lowest energy, then
                K steps (--cold_init chains --cold_chains C)
-  sir          M prior draws shared by all images, one generator pass; each image resamples one by its
-               likelihood, then K steps (abp.py's default, --cold_init sir --cold_proposals M)
+  sir          M prior draws shared by all images (a scrambled Sobol sequence, or independent draws with
+               --no-cold_sobol), one generator pass; each image resamples one by its likelihood, then K
+               steps (abp.py's default, --cold_init sir --cold_proposals M)
 Each variant is a list of flags: `python abp.py --start cold` with them for --epochs epochs into
 OUT_DIR/cold_study/<key>/, re-used while every resolved flag, defaults included, is unchanged; a variant
 whose run the guard gave up on is a 'diverged' row. Writes OUT_DIR/cold_study.json: per variant recon
@@ -22,22 +23,25 @@ from pathlib import Path
 
 from common import abp, mode_metrics, require_images, run_cached, study_argv, study_parser
 
-VARIANTS = [  # (key, label, flags changed from the defaults); the defaults take 2 steps
-    ('handout', 'one prior draw, 2 steps', ['--cold_init', 'prior']),
-    ('handout10nocap', 'one prior draw, 10 steps of $s=0.05$, no step cap (before)',
+VARIANTS = [  # (key, label, flags changed from the defaults: SIR, M = 32 Sobol proposals, 1 step)
+    ('handout', 'one prior draw, 1 step', ['--cold_init', 'prior']),
+    ('handout10nocap', 'one prior draw, 10 steps of $s=0.05$, no step cap',
      ['--cold_init', 'prior', '--cold_langevin_num_steps', '10', '--cold_langevin_step_size', '0.05',
       '--langevin_step_cap', '0']),
-    ('annealed', 'one prior draw, 9 tempered + 2 steps', ['--cold_init', 'annealed']),
-    ('chains4', '4 chains of 2 steps, best + 2 steps', ['--cold_init', 'chains', '--cold_chains', '4']),
-    ('sir8', 'SIR, $M=8$, 2 steps', ['--cold_proposals', '8']),
-    ('sir16', 'SIR, $M=16$, 2 steps', ['--cold_proposals', '16']),
-    ('sir32', 'SIR, $M=32$, 2 steps', ['--cold_proposals', '32']),
-    ('sir64', 'SIR, $M=64$, 2 steps (default)', ['--cold_proposals', '64']),
-    ('sir128', 'SIR, $M=128$, 2 steps', ['--cold_proposals', '128']),
-    ('sir64k1', 'SIR, $M=64$, 1 step', ['--cold_langevin_num_steps', '1']),
-    ('sir64k3', 'SIR, $M=64$, 3 steps', ['--cold_langevin_num_steps', '3']),
-    ('sir64k10', 'SIR, $M=64$, 10 steps', ['--cold_langevin_num_steps', '10']),
-    ('sir64nocap', 'SIR, $M=64$, 2 steps, no step cap', ['--langevin_step_cap', '0']),
+    ('annealed', 'one prior draw, 9 tempered + 1 step', ['--cold_init', 'annealed']),
+    ('chains4', '4 chains of 1 step, best + 1 step', ['--cold_init', 'chains', '--cold_chains', '4']),
+    ('sir8', 'SIR, $M=8$ Sobol, 1 step', ['--cold_proposals', '8']),
+    ('sir16', 'SIR, $M=16$ Sobol, 1 step', ['--cold_proposals', '16']),
+    ('sir32', 'SIR, $M=32$ Sobol, 1 step (default)', []),
+    ('sir64', 'SIR, $M=64$ Sobol, 1 step', ['--cold_proposals', '64']),
+    ('sir128', 'SIR, $M=128$ Sobol, 1 step', ['--cold_proposals', '128']),
+    ('sir32random', 'SIR, $M=32$ independent draws, 1 step', ['--no-cold_sobol']),
+    ('sir64random2', 'SIR, $M=64$ independent draws, 2 steps (the previous default)',
+     ['--no-cold_sobol', '--cold_proposals', '64', '--cold_langevin_num_steps', '2']),
+    ('sir32k2', 'SIR, $M=32$ Sobol, 2 steps', ['--cold_langevin_num_steps', '2']),
+    ('sir32k3', 'SIR, $M=32$ Sobol, 3 steps', ['--cold_langevin_num_steps', '3']),
+    ('sir32k10', 'SIR, $M=32$ Sobol, 10 steps', ['--cold_langevin_num_steps', '10']),
+    ('sir32nocap', 'SIR, $M=32$ Sobol, 1 step, no step cap', ['--langevin_step_cap', '0']),
 ]
 
 

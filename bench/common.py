@@ -14,7 +14,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import abp  # noqa: E402
 
-NOT_IN_KEY = ('out_dir', 'threads', 'resume')   # where a run goes and how fast, not what it computes
+NOT_IN_KEY = ('out_dir', 'threads', 'resume', 'parallel')   # where a run goes and how fast, not what it computes
 
 
 def flags_key(flags):

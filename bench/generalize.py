@@ -82,7 +82,7 @@ def main():
     a, extra = p.parse_known_args()                   # any other flag is passed on to abp.py
     made = make_folders(a.data_dir, kinds=a.folders)
     rows = [run_folder(name, folder, Path(a.out_dir) / 'generalize' / name, extra) for name, folder in made.items()]
-    if 'photos' in made and not extra:              # the collapse the step cap and the guard are there for
+    if 'photos' in made and not set(extra) - {'--parallel'}:              # the collapse the step cap and the guard are there for
         rows += [run_folder('photos', made['photos'], Path(a.out_dir) / 'generalize' / f'photos_{tag}', flags, note)
                  for tag, flags, note in WITHOUT]
     print(f"\n{'folder':9s} {'run':22s} {'warm dB':>8s} {'cold dB':>8s} {'cover w/c':>10s} {'guard w/c':>9s} "

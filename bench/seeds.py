@@ -6,7 +6,8 @@ Each seed runs `python abp.py` with the default flags (both start modes) into OU
 re-used while every resolved flag, defaults included, is unchanged; a default run with the same flags
 already in OUT_DIR (seed 1) is re-used too. Any other flag is passed on to abp.py. Prints per mode and
 seed the reconstruction PSNR, sample NN-PSNR, coverage, z mean/std and seconds, then each metric's min,
-max and spread; writes OUT_DIR/seeds.json.
+max, spread, mean and std, and the guard's events per seed; writes OUT_DIR/seeds.json.
+`--parallel` (passed on, like any abp.py flag) trains each seed's two modes at once.
 """
 from pathlib import Path
 
@@ -16,8 +17,12 @@ METRICS = ('recon_psnr_db', 'sample_nn_psnr_db_median', 'sample_coverage', 'seco
 
 
 def spread(rows, mode, key):
+    """A metric over the seeds: its values, min, max, spread (max - min), mean and sample std."""
     values = [r[mode][key] for r in rows]
-    return {'min': min(values), 'max': max(values), 'spread': round(max(values) - min(values), 3), 'values': values}
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return {'min': min(values), 'max': max(values), 'spread': round(max(values) - min(values), 3), 'values': values,
+            'mean': round(mean, 3), 'std': round(std, 3)}
 
 
 def main():
@@ -41,7 +46,11 @@ def main():
         result['summary'][mode] = {k: spread(rows, mode, k) for k in METRICS}
         for k in METRICS[:2]:
             v = result['summary'][mode][k]
-            print(f"{mode:5s} {k}: min {v['min']:.2f} max {v['max']:.2f} spread {v['spread']:.2f}")
+            print(f"{mode:5s} {k}: {v['mean']:.2f} +- {v['std']:.2f} (min {v['min']:.2f} max {v['max']:.2f} "
+                  f"spread {v['spread']:.2f})")
+        events = [len(r[mode]['guard_events']) for r in rows]
+        result['summary'][mode]['guard_events'] = events
+        print(f"{mode:5s} guard events per seed: {events}")
     abp.write_json(result, Path(a.out_dir) / 'seeds.json')
     print(f"wrote {Path(a.out_dir) / 'seeds.json'}")
 

@@ -145,13 +145,28 @@ def test_warm_continues_cold_restarts():
     args.cold_init = 'fixed'
     assert abp.chain_start(abp.chain_for(args, 'cold'), state, x, args) is state['z_0']
     args.cold_init = 'sir'                       # every start is one of the epoch's fresh prior draws
-    torch.manual_seed(2)
-    sir = abp.chain_start(abp.chain_for(args, 'cold'), state, x, args)
-    torch.manual_seed(2)
-    draws = abp.sample_gaussian_prior(40, 2, args.prior_sigma)
-    assert sir.shape == (5, 2)
-    assert all(any(torch.equal(s, d) for d in draws) for s in sir)
-    assert not torch.equal(sir, state['z'])
+    for sobol, draw in ((True, abp.quasi_prior), (False, abp.sample_gaussian_prior)):
+        args.cold_sobol = sobol
+        torch.manual_seed(2)
+        sir = abp.chain_start(abp.chain_for(args, 'cold'), state, x, args)
+        torch.manual_seed(2)
+        draws = draw(40, 2, args.prior_sigma)
+        assert sir.shape == (5, 2)
+        assert all(any(torch.equal(s, d) for d in draws) for s in sir), sobol
+        assert not torch.equal(sir, state['z'])
+
+
+def test_sobol_proposals_are_prior_draws_that_cover_the_prior():
+    """quasi_prior: each draw alone is distributed as sigma * N(0, I) (mean, std and a tail probability over
+    many seeds), and 16 draws in 2-D put exactly 4 in each quadrant, every time (a (0, 4, 2)-net), where 16
+    independent draws leave that split to chance."""
+    sigma = 1.5
+    first = torch.stack([abp.quasi_prior(16, 2, sigma)[0] for _ in range(3000)])
+    assert first.mean(0).abs().max() < 0.1 and (first.std(0) / sigma - 1).abs().max() < 0.05
+    assert abs((first[:, 0] > sigma).float().mean().item() - 0.1587) < 0.025     # P(N(0,1) > 1)
+    quadrant = lambda z: ((z[:, 0] > 0).long() * 2 + (z[:, 1] > 0).long()).bincount(minlength=4)  # noqa: E731
+    assert all(quadrant(abp.quasi_prior(16, 2)).tolist() == [4, 4, 4, 4] for _ in range(200))
+    assert not all(quadrant(torch.randn(16, 2)).tolist() == [4, 4, 4, 4] for _ in range(200))
 
 
 def test_sir_weights_are_the_likelihood():
