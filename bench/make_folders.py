@@ -98,9 +98,10 @@ FOLDERS = {'photos': photos, 'faces': faces, 'textures': textures, 'gray': gray,
 def make_folders(root, seed=0, kinds=tuple(FOLDERS)):
     """Write every folder under root; returns {kind: folder}."""
     src, made = skimage_data(), {}
-    for k, kind in enumerate(kinds):
+    for kind in kinds:
         out = Path(root) / kind
         out.mkdir(parents=True, exist_ok=True)
+        k = list(FOLDERS).index(kind)       # a folder's crops do not depend on which others are made with it
         FOLDERS[kind](np.random.default_rng(seed + 1000 * k), src, out)
         made[kind] = out
     return made

@@ -108,7 +108,24 @@ def bench_macros(b):
         define('benchPeakGflops', f"{b['matmul_peak_gflops']:.1f}"),
         define('benchPeakPercent', f"{100 * b['achieved_gflops_ours'] / b['matmul_peak_gflops']:.0f}"),
         define('benchBudget', f"{b['budget_seconds']:.0f}"), define('benchCoursePsnr', f"{b['psnr_at_budget']['course']:.2f}"),
-        define('benchOursPsnr', f"{b['psnr_at_budget']['ours']:.2f}"), define('benchThreads', b['threads'])]) + '\n'
+        define('benchOursPsnr', f"{b['psnr_at_budget']['ours']:.2f}"), define('benchThreads', b['threads']),
+        *before_after_macros(b)]) + '\n'
+
+
+def before_after_macros(b):
+    """bench.json's cold/warm seconds per epoch and the before/after pair of full runs, where it has them."""
+    out = []
+    if 'mode_seconds_per_epoch' in b:
+        out += [define('benchWarmMsPerEpoch', f"{1000 * b['mode_seconds_per_epoch']['warm']:.0f}"),
+                define('benchColdMsPerEpoch', f"{1000 * b['mode_seconds_per_epoch']['cold']:.0f}"),
+                define('benchColdOverWarm', f"{b['cold_over_warm']:.2f}")]
+    pair = b.get('before_after')
+    if pair:
+        out += [define('benchBeforeRef', pair['ref']), define('benchPairEpochs', pair['epochs']),
+                define('benchBeforeSeconds', f"{pair['before']['total_seconds']:.0f}"),
+                define('benchAfterSeconds', f"{pair['after']['total_seconds']:.0f}"),
+                define('benchPairSpeedup', f"{pair['speedup']:.2f}")]
+    return out
 
 
 def study_table(rows):
