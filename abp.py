@@ -19,8 +19,8 @@ Each epoch alternates
 Warm start continues each image's chain from its z of the previous epoch. Cold start keeps no z
 between epochs: each epoch draws --cold_proposals z's from the prior (a scrambled Sobol sequence, so
 they cover it evenly), starts each image's chain at one of them resampled by its likelihood
-(sampling-importance-resampling from the prior), and runs the Langevin steps from there. `--cold_init prior` is the handout's cold start: one prior draw per
-image. Each image's Langevin step is capped at its posterior's width, so chains stay stable however
+(sampling-importance-resampling from the prior), and runs the Langevin steps from there.
+`--cold_init prior` is the handout's cold start: one prior draw per image. Each image's Langevin step is capped at its posterior's width, so chains stay stable however
 sharp the generator becomes, and a health guard restores the last good state if training collapses.
 
 A mode's settings (steps, s, chain start, standardisation) are resolved once from the flags into a
@@ -587,9 +587,9 @@ def sq_dists(x, g, mask=None):
 
 def quasi_prior(n, nz, sig=1):
     """n draws (n, nz) from sig * N(0, I) that cover it evenly: a scrambled Sobol sequence (seeded from torch's
-    generator) through the normal quantile. Each draw alone is distributed as the prior; together they leave
-    fewer empty regions than independent draws (a region of prior mass p is missed with probability about
-    max(0, 1 - n p) instead of (1 - p)^n)."""
+    generator) through the normal quantile. Each draw alone is distributed as the prior; together, for n a
+    power of two and nz = 2, every dyadic box of prior mass 1/n (in quantile coordinates) holds exactly one of
+    them, where n independent draws leave a region of mass p empty with probability (1 - p)^n."""
     seed = int(torch.randint(0, 2 ** 31 - 1, ()))
     u = torch.quasirandom.SobolEngine(nz, scramble=True, seed=seed).draw(n, dtype=torch.float64)
     return (sig * torch.special.ndtri(u.clamp(1e-9, 1 - 1e-9))).float().to(device)

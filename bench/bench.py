@@ -154,7 +154,8 @@ def main():
                    help='git ref of the abp.py to time against today\'s in 5. (default: c5e5031, the code before '
                         'the speed work)')
     p.add_argument('--pair_epochs', type=int, default=2000,
-                   help='epochs per mode of each run of 5.; 0 skips it (default: 2000, a full default run)')
+                   help='epochs per mode of each run of 5.; 0 skips it and keeps the pair bench.json already holds '
+                        '(default: 2000, a full default run)')
     a = p.parse_args()
     course, ours = config(a.img_dir, COURSE), config(a.img_dir, OURS)
     try:
@@ -180,7 +181,11 @@ def main():
     per_mode = mode_seconds_per_epoch(a.img_dir, x, 20 * a.epochs)
     print(f'4. seconds/epoch  warm {per_mode["warm"]:.4f}  cold {per_mode["cold"]:.4f}  '
           f'cold/warm {per_mode["cold"] / per_mode["warm"]:.2f}')
-    pair = before_and_after(a.before, a.img_dir, a.pair_epochs) if a.pair_epochs > 0 else None
+    if a.pair_epochs > 0:
+        pair = before_and_after(a.before, a.img_dir, a.pair_epochs)
+    else:                                   # skipped: the pair already recorded in bench.json is kept
+        old = out / 'bench.json'
+        pair = json.loads(old.read_text()).get('before_after') if old.exists() else None
     if pair:
         print(f'5. python abp.py --n_epochs {a.pair_epochs}: {a.before} {pair["before"]["total_seconds"]:.0f} s, '
               f'today {pair["after"]["total_seconds"]:.0f} s: {pair["speedup"]:.2f}x faster')

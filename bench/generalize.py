@@ -54,6 +54,8 @@ def run_folder(name, folder, out, extra, note='defaults'):
         row[mode] = mode_row(out, mode, m[mode])
     row.update({k: m[k] for k in ('n_images', 'total_seconds') if k in m})
     row['pca_psnr_db'] = m['pca']['recon_psnr_db'] if 'pca' in m else None
+    if row.get('warm') and row.get('cold'):          # how far cold start ends below warm start
+        row['cold_minus_warm_db'] = round(row['cold']['recon_psnr_db'] - row['warm']['recon_psnr_db'], 2)
     return row
 
 
@@ -95,7 +97,14 @@ def main():
               f"{cell(r, 'warm', 'guard_events', 'd'):>4s}/{cell(r, 'cold', 'guard_events', 'd'):<4s} "
               f"{str(gone):>8s} {r.get('total_seconds', 0):5.0f}" + (f"  stopped: {r['stopped']}" if 'stopped' in r else ''))
     out = Path(a.out_dir) / 'generalize.json'
-    abp.write_json({'flags': extra, 'folders': rows}, out)
+    defaults = [r for r in rows if r['note'] == 'defaults']
+    totals = {'runs': sum(m in r for r in defaults for m in ('warm', 'cold')),
+              'runs_with_guard_events': sum(r[m].get('guard_events', 0) > 0 for r in defaults
+                                            for m in ('warm', 'cold') if m in r),
+              'guard_events': sum(r[m].get('guard_events', 0) for r in defaults for m in ('warm', 'cold') if m in r)}
+    print(f"default runs: {totals['runs']}, with a guard event: {totals['runs_with_guard_events']} "
+          f"({totals['guard_events']} events)")
+    abp.write_json({'flags': extra, 'folders': rows, 'defaults': totals}, out)
     figure(made, Path(a.out_dir) / 'generalize', Path(a.out_dir) / 'generalize.png')
     print(f"wrote {out} and {Path(a.out_dir) / 'generalize.png'}")
 

@@ -160,7 +160,11 @@ def seeds_macros(s):
     for mode in ('warm', 'cold'):
         for key, short in (('recon_psnr_db', 'Recon'), ('sample_nn_psnr_db_median', 'Nn')):
             v = s['summary'][mode][key]
-            out += [define(f'seed{mode.capitalize()}{short}{k.capitalize()}', f'{v[k]:.2f}') for k in ('min', 'max', 'spread')]
+            out += [define(f'seed{mode.capitalize()}{short}{k.capitalize()}', f'{v[k]:.2f}')
+                    for k in ('min', 'max', 'spread', 'mean', 'std') if k in v]
+        events = s['summary'][mode].get('guard_events')
+        if events is not None:
+            out.append(define(f'seed{mode.capitalize()}GuardEvents', sum(events)))
     return '\n'.join(out) + '\n'
 
 
@@ -233,7 +237,24 @@ def occlusion_macros(rows):
     return '\n'.join(out) + '\n'
 
 
+def sweep_table(d):
+    """The proposal sweep (output/proposal_sweep.json): label, PSNR, NN-PSNR, coverage per run."""
+    return '\n'.join(f"{r['label']} & {r['recon_psnr_db']:.2f} & {r['sample_nn_psnr_db_median']:.2f} & "
+                     f"{r['sample_coverage']} \\\\" for r in d['runs']) + '\n'
+
+
+def sweep_macros(d):
+    """Per run key (a, b, ...): \\sweepPsnrA, \\sweepNnA; \\sweepEpochs."""
+    out = [define('sweepEpochs', d['runs'][0]['epochs'])]
+    for r in d['runs']:
+        out += [define(f"sweepPsnr{r['key'].upper()}", f"{r['recon_psnr_db']:.2f}"),
+                define(f"sweepNn{r['key'].upper()}", f"{r['sample_nn_psnr_db_median']:.2f}")]
+    return '\n'.join(out) + '\n'
+
+
 GENERATORS = [  # (input JSON in output/, output .tex in report/generated/, function)
+    ('proposal_sweep.json', 'sweep.tex', sweep_table),
+    ('proposal_sweep.json', 'sweep_macros.tex', sweep_macros),
     ('metrics.json', 'metrics.tex', metrics_macros),
     ('metrics.json', 'results_table.tex', results_table),
     ('ablations.json', 'ablations.tex', ablation_table),

@@ -76,3 +76,22 @@ def test_bench_cache_reuses_the_same_flags_and_reruns_a_changed_one(img_dir, tmp
     changed = common.run_cached(argv + ['--lr', '1e-3'])
     assert len(calls) == 2 and changed['args']['lr'] == 1e-3
     assert common.run_cached(argv + ['--lr', '1e-3']) == changed and len(calls) == 2
+
+
+def test_seed_summary_is_mean_and_sample_std():
+    """seeds.py's summary of a metric: mean and sample standard deviation (n - 1), against numpy."""
+    import numpy as np
+    import seeds
+    rows = [{'warm': {'recon_psnr_db': v}} for v in (31.0, 31.5, 30.2)]
+    got = seeds.spread(rows, 'warm', 'recon_psnr_db')
+    assert got['mean'] == round(float(np.mean([31.0, 31.5, 30.2])), 3)
+    assert got['std'] == round(float(np.std([31.0, 31.5, 30.2], ddof=1)), 3)
+    assert (got['min'], got['max'], got['spread']) == (30.2, 31.5, 1.3)
+
+
+def test_spike_drops_are_measured_from_the_best_so_far():
+    """spikes.py: the largest fall below the running best (not below the final value), where it happened,
+    and how many points sat 3 dB or more below the best."""
+    import spikes
+    assert spikes.drops([10, 20, 12, 25, 24, 30, 21]) == (9, 7, 2)
+    assert spikes.drops([1, 2, 3]) == (0.0, 0, 0)

@@ -35,7 +35,7 @@ def test_every_macro_the_report_uses_is_generated():
     defined = set()
     for f in (REPORT / 'generated').glob('*.tex'):
         defined |= set(re.findall(r'\\newcommand\{\\(\w+)\}', f.read_text()))
-    used = set(re.findall(r'\\((?:warm|cold|pca|abl|bench|arg|total|nImages|seed|gen|study|occ)[A-Z]\w*)', sources()))
+    used = set(re.findall(r'\\((?:warm|cold|pca|abl|bench|arg|total|nImages|seed|gen|study|occ|sweep)[A-Z]\w*)', sources()))
     assert used and used <= defined, sorted(used - defined)
 
 
@@ -53,3 +53,37 @@ def test_macro_names_are_letters_only():
     assert make_tex.macro_name('arg', 'beta1') == 'argBetaOne'
     assert make_tex.macro_name('arg', 'mse_sigma') == 'argMseSigma'
     assert re.fullmatch(r'[A-Za-z]+', make_tex.macro_name('x', 'curvature_every', '2d'))
+
+
+def json_numbers(obj, out=None):
+    """Every number in a JSON document (recursively), as floats."""
+    out = set() if out is None else out
+    if isinstance(obj, dict):
+        for v in obj.values():
+            json_numbers(v, out)
+    elif isinstance(obj, list):
+        for v in obj:
+            json_numbers(v, out)
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        out.add(float(obj))
+    return out
+
+
+def readme_claims(text):
+    """(number as written, decimals, unit) for every figure README quotes in dB, seconds, or as a ratio."""
+    return [(m.group(1), len(m.group(1).split('.')[1]) if '.' in m.group(1) else 0, m.group(2))
+            for m in re.finditer(r'(?<![\w.])(\d+(?:\.\d+)?)\s?(dB|s\b|×)', text)]
+
+
+def test_every_readme_number_is_in_a_committed_json():
+    """Each figure README quotes in dB, in seconds or as a ratio (×) equals, at the decimals it is written
+    with, some number of a committed output/*.json: a changed run that README was not updated for fails."""
+    import json
+    values = set()
+    for path in (ROOT / 'output').glob('*.json'):
+        json_numbers(json.loads(path.read_text()), values)
+    claims = readme_claims((ROOT / 'README.md').read_text())
+    assert len(claims) >= 10
+    missing = [f'{num} {unit}' for num, dec, unit in claims
+               if not any(f'{v:.{dec}f}' == num or f'{abs(v):.{dec}f}' == num for v in values)]
+    assert missing == [], missing
