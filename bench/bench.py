@@ -187,7 +187,7 @@ def main():
         old = out / 'bench.json'
         pair = json.loads(old.read_text()).get('before_after') if old.exists() else None
     if pair:
-        print(f'5. python abp.py --n_epochs {a.pair_epochs}: {a.before} {pair["before"]["total_seconds"]:.0f} s, '
+        print(f'5. python abp.py --n_epochs {pair["epochs"]}: {pair["ref"]} {pair["before"]["total_seconds"]:.0f} s, '
               f'today {pair["after"]["total_seconds"]:.0f} s: {pair["speedup"]:.2f}x faster')
 
     result = {'device': abp.device, 'threads': torch.get_num_threads(), 'torch': torch.__version__,
