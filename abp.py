@@ -20,8 +20,9 @@ Warm start continues each image's chain from its z of the previous epoch. Cold s
 between epochs: each epoch draws --cold_proposals z's from the prior (a scrambled Sobol sequence, so
 they cover it evenly), starts each image's chain at one of them resampled by its likelihood
 (sampling-importance-resampling from the prior), and runs the Langevin steps from there.
-`--cold_init prior` is the handout's cold start: one prior draw per image. Each image's Langevin step is capped at its posterior's width, so chains stay stable however
-sharp the generator becomes, and a health guard restores the last good state if training collapses.
+`--cold_init prior` is the handout's cold start: one prior draw per image. Each image's Langevin step is
+capped at its posterior's width, so chains stay stable however sharp the generator becomes, and a health
+guard restores the last good state if training collapses.
 
 A mode's settings (steps, s, chain start, standardisation) are resolved once from the flags into a
 Chain (chain_for) in main and passed down: train_epoch, the guard's messages and metrics.json read it.
@@ -1182,17 +1183,17 @@ def request_stop(signum, frame):
 
 class Worker:
     """Set only in a process that trains one mode of a --parallel run (run_worker): its progress bar's line,
-    and the event the other mode's process sets when it finishes, after which this one takes every thread."""
+    and the event a mode's process sets when it finishes, after which the one still running takes every thread."""
     position = 0
-    other_done = None
+    finished = None
     threads_after = 0
 
 
 def take_freed_cores():
     """In a --parallel worker: once the other mode has finished, use its threads too (checked every epoch)."""
-    if Worker.other_done is not None and Worker.other_done.is_set():
+    if Worker.finished is not None and Worker.finished.is_set():
         torch.set_num_threads(Worker.threads_after)
-        Worker.other_done = None
+        Worker.finished = None
 
 
 def new_state(args, n, chain=None):
@@ -1545,13 +1546,13 @@ def use_parallel(args, n_modes):
     return device == 'cpu' and torch.get_num_threads() >= 2 and launched_as_script()
 
 
-def run_worker(args, chain, data, threads, other_done, done, conn):
+def run_worker(args, chain, data, threads, finished, conn):
     """One mode of a --parallel run, in its own process: run(...) with `threads` torch threads (all of them,
-    threads[1], once `other_done` is set), Ctrl-C and SIGTERM stopping at the next epoch as in main. Sends
-    ('ok', run's result with the model as its state_dict) or (the exception's class name, its message)
-    through conn, then sets `done`."""
+    threads[1], once the other mode has set `finished`), Ctrl-C and SIGTERM stopping at the next epoch as in
+    main. Sends ('ok', run's result with the model as its state_dict) or (the exception's class name, its
+    message) through conn, then sets `finished`."""
     torch.set_num_threads(threads[0])
-    Worker.position, Worker.other_done, Worker.threads_after = int(chain.mode == 'cold'), other_done, threads[1]
+    Worker.position, Worker.finished, Worker.threads_after = int(chain.mode == 'cold'), finished, threads[1]
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, request_stop)
     exp_dir = Path(args.out_dir) / chain.mode
@@ -1567,7 +1568,7 @@ def run_worker(args, chain, data, threads, other_done, done, conn):
     except Exception:           # a bug: its traceback, as text, for the parent to show
         conn.send(('RuntimeError', f"the {chain.mode} process failed:\n{traceback.format_exc()}"))
     finally:
-        done.set()
+        finished.set()
 
 
 def run_parallel(args, chains, data):
@@ -1578,13 +1579,12 @@ def run_parallel(args, chains, data):
     errors = {'UserError': UserError, 'Diverged': Diverged, 'Interrupted': Interrupted, 'RuntimeError': RuntimeError}
     ctx = multiprocessing.get_context('spawn')
     total = args.threads or torch.get_num_threads()
-    done = [ctx.Event() for _ in chains]
+    finished = ctx.Event()                         # set by the first mode to finish: the other takes its threads
     procs, conns = [], []
-    for i, chain in enumerate(chains):
+    for chain in chains:
         recv, send = ctx.Pipe(duplex=False)
         procs.append(ctx.Process(target=run_worker, name=f'abp-{chain.mode}', daemon=True,
-                                 args=(args, chain, data, (max(1, total // len(chains)), total),
-                                       done[1 - i], done[i], send)))
+                                 args=(args, chain, data, (max(1, total // len(chains)), total), finished, send)))
         procs[-1].start()
         send.close()
         conns.append(recv)
@@ -1616,9 +1616,9 @@ def run_parallel(args, chains, data):
     return results
 
 
-def train_modes(args, chains, data):
-    """{mode: run(...)} for every chain: one after the other, or, with --parallel, at once."""
-    if use_parallel(args, len(chains)):
+def train_modes(args, chains, data, parallel):
+    """{mode: run(...)} for every chain: one after the other, or, if parallel, at once (run_parallel)."""
+    if parallel:
         return run_parallel(args, chains, data)
     out_dir = Path(args.out_dir)
     return {chain.mode: run(args, out_dir / chain.mode, get_logger(out_dir / chain.mode), chain, data)
@@ -1633,6 +1633,7 @@ def main(argv=None):
     set_cuda()
     out_dir = Path(args.out_dir)
     chains = [chain_for(args, mode) for mode in start_modes(args.start)]   # each mode's settings, resolved once
+    parallel = use_parallel(args, len(chains))
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
     t0 = time.perf_counter()
@@ -1641,10 +1642,10 @@ def main(argv=None):
         out_dir.mkdir(parents=True, exist_ok=True)
         for s in old:
             signal.signal(s, request_stop)
-        results = train_modes(args, chains, data)
+        results = train_modes(args, chains, data, parallel)
         metrics = compare(results, args, figures_dir(out_dir, args.start))
         metrics.update(total_seconds=round(time.perf_counter() - t0, 2), device=device,
-                       parallel=use_parallel(args, len(chains)),
+                       parallel=parallel,
                        torch=torch.__version__, args=vars(args))
         write_json(metrics, summary_path(out_dir, args.start))
         print(f"done in {time.perf_counter() - t0:.0f} s; figures and metrics in {figures_dir(out_dir, args.start)}/"

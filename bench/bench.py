@@ -32,6 +32,7 @@ from common import abp, parser
 COURSE = ['--gen_width', '32', '--gen_max_ch', '512', '--langevin_num_steps', '120', '--langevin_step_size', '0.05',
           '--lr', '4e-4', '--gamma', '0.996', '--mse_sigma', '1', '--no-standardize_z', '--langevin_step_cap', '0']
 OURS = []
+ROOT = Path(__file__).resolve().parents[1]     # the repository: today's abp.py and its git history
 LABELS = {'course': 'course hyperparameters on our generator', 'ours': 'ours (defaults)'}
 
 
@@ -94,9 +95,6 @@ def mode_seconds_per_epoch(img_dir, x, n):
         args = abp.parse_args(['--img_dir', img_dir, '--start', mode])
         out[mode] = seconds_per_epoch((args, abp.chain_for(args, mode)), x, n)
     return out
-
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def timed_default_run(script, img_dir, out_dir, epochs):

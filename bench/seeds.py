@@ -9,6 +9,7 @@ seed the reconstruction PSNR, sample NN-PSNR, coverage, z mean/std and seconds, 
 max, spread, mean and std, and the guard's events per seed; writes OUT_DIR/seeds.json.
 `--parallel` (passed on, like any abp.py flag) trains each seed's two modes at once.
 """
+import statistics
 from pathlib import Path
 
 from common import abp, finished, parser, run_cached
@@ -19,10 +20,9 @@ METRICS = ('recon_psnr_db', 'sample_nn_psnr_db_median', 'sample_coverage', 'seco
 def spread(rows, mode, key):
     """A metric over the seeds: its values, min, max, spread (max - min), mean and sample std."""
     values = [r[mode][key] for r in rows]
-    mean = sum(values) / len(values)
-    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
     return {'min': min(values), 'max': max(values), 'spread': round(max(values) - min(values), 3), 'values': values,
-            'mean': round(mean, 3), 'std': round(std, 3)}
+            'mean': round(statistics.mean(values), 3),
+            'std': round(statistics.stdev(values), 3) if len(values) > 1 else 0.0}
 
 
 def main():
