@@ -22,7 +22,7 @@ def test_main_writes_every_output(tiny_run):
         assert not (d / '0005_recon.png').exists()
         for f in ('stat.png', 'stat.pdf', 'output.log', 'checkpoint.pt', 'metrics.json', 'langevin_trace.json'):
             assert (d / f).stat().st_size > 0, (mode, f)
-    for f in ('compare_recon.png', 'compare_samples.png', 'compare_interp.png', 'compare_loss.png',
+    for f in ('compare_recon.jpg', 'compare_samples.jpg', 'interp_warm.jpg', 'interp_cold.jpg', 'compare_loss.png',
               'latent_map_warm.png', 'latent_map_cold.png', 'langevin_diagnostics.png',
               'training_warm.gif', 'training_cold.gif', 'latent_walk_warm.gif', 'latent_walk_cold.gif'):
         assert (out / f).stat().st_size > 0, f
@@ -110,7 +110,7 @@ def test_a_one_mode_run_writes_only_into_its_own_folder(tiny_run, img_dir, tmp_p
     summary = json.loads((out / 'warm' / 'summary.json').read_text())
     assert list(k for k in summary if k in ('warm', 'cold')) == ['warm'] and summary['args']['lr'] == 1e-3
     assert summary['warm']['epochs'] == 3
-    for f in ('compare_recon.png', 'compare_interp.png', 'latent_map_warm.png', 'latent_walk_warm.gif'):
+    for f in ('compare_recon.jpg', 'interp_warm.jpg', 'latent_map_warm.png', 'latent_walk_warm.gif'):
         assert (out / 'warm' / f).exists(), f
     assert abp.summary_path(out, 'warm') == out / 'warm' / 'summary.json'
     assert abp.summary_path(out, 'both') == out / 'metrics.json'

@@ -113,7 +113,7 @@ def test_occluded_run_reports_recovery(img_dir, tmp_path):
             assert isinstance(occ[k], float), k
         assert occ['mean_hidden_psnr_db'] == pytest.approx(mean_fill_db, abs=2e-3)
         assert occ['abp_hidden_psnr_db'] > occ['mean_hidden_psnr_db'] - 0.5, (mode, occ)
-    assert (out / 'occlusion.png').stat().st_size > 0 and (out / 'warm' / 'occluded_input.png').stat().st_size > 0
+    assert (out / 'occlusion.jpg').stat().st_size > 0 and (out / 'warm' / 'occluded_input.png').stat().st_size > 0
 
 
 @pytest.mark.parametrize('value,word', [('pixels:1.5', 'between 0 and 1'), ('pixels:0', 'between 0 and 1'),

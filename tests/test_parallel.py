@@ -17,7 +17,7 @@ from test_robustness import strip_times
 def outputs(out):
     """Every figure, GIF and Langevin trace of a run: {relative path: bytes}."""
     return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob('*'))
-            if p.suffix in ('.png', '.gif') or p.name == 'langevin_trace.json'}
+            if p.suffix in ('.png', '.jpg', '.gif') or p.name == 'langevin_trace.json'}
 
 
 def test_parallel_run_equals_the_sequential_run(tiny_run, img_dir, tmp_path):

@@ -414,7 +414,7 @@ def test_two_hundred_images_with_odd_names_make_every_figure(tmp_path):
               '--ninterp', '3', '--cold_proposals', '8'])
     m = json.loads((out / 'metrics.json').read_text())
     assert m['n_images'] == 200
-    for f in ('compare_recon.png', 'compare_samples.png', 'compare_interp.png', 'compare_loss.png',
+    for f in ('compare_recon.jpg', 'compare_samples.jpg', 'interp_warm.jpg', 'interp_cold.jpg', 'compare_loss.png',
               'latent_map_warm.png', 'latent_map_cold.png', 'langevin_diagnostics.png'):
         assert (out / f).stat().st_size > 0, f
     assert Image.open(out / 'warm' / '0002_recon.png').size == (16 * 10 + 2, 13 * 10 + 2)   # rows of 16
@@ -432,4 +432,4 @@ def test_a_failing_comparison_figure_loses_nothing(img_dir, tmp_path, monkeypatc
     assert 'could not draw latent_map' in capsys.readouterr().err
     m = json.loads((out / 'metrics.json').read_text())
     assert m['warm']['recon_psnr_db'] > 0 and m['cold']['recon_psnr_db'] > 0
-    assert (out / 'compare_interp.png').exists() and (out / 'langevin_diagnostics.png').exists()
+    assert (out / 'interp_cold.jpg').exists() and (out / 'langevin_diagnostics.png').exists()
