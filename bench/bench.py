@@ -5,7 +5,9 @@
 Prints and writes output/bench.json and output/bench_quality_vs_time.png (report/make_tex.py turns the
 JSON into the report's numbers):
   1. seconds per epoch of each configuration (warm start) and their ratio: "course" is the course
-     hyperparameters on our generator (at the skeleton's width), "ours" this project's defaults;
+     hyperparameters on our generator (at the skeleton's width, 120 steps of s = 0.05, the skeleton's noise
+     4 s e), "ours" this project's defaults; and that ratio split into factors: fewer Langevin steps, cheaper
+     steps (our generator's widths), the rest (SPLIT);
   2. FLOPs per epoch of ours (torch's FLOP counter), the GFLOP/s achieved, and this machine's fp32
      matmul peak measured in the same run;
   3. reconstruction PSNR reached by each configuration within the same wall-clock budget;
@@ -29,9 +31,16 @@ from common import abp, parser
 
 # "course": the course hyperparameters on our generator, at the skeleton's width (512 channels at 4 x 4; ours
 # has 256 -> 16, see README). The skeleton's own DCGAN-style network is not what is timed here.
+# The skeleton's Langevin noise is 4 s e (eq. 6 has s e).
 COURSE = ['--gen_width', '32', '--gen_max_ch', '512', '--langevin_num_steps', '120', '--langevin_step_size', '0.05',
-          '--lr', '4e-4', '--gamma', '0.996', '--mse_sigma', '1', '--no-standardize_z', '--langevin_step_cap', '0']
+          '--langevin_noise_scale', '4', '--lr', '4e-4', '--gamma', '0.996', '--mse_sigma', '1', '--no-standardize_z',
+          '--langevin_step_cap', '0']
 OURS = []
+# The per-epoch speed-up, split into its parts: the course hyperparameters with our 2 Langevin steps (fewer
+# steps), then also with our generator's widths (cheaper steps), then ours (the rest: sigma, the step cap's
+# curvature measurements, standardisation, learning rate).
+SPLIT = [('fewer_steps', COURSE + ['--langevin_num_steps', '2']),
+         ('cheaper_steps', COURSE + ['--langevin_num_steps', '2', '--gen_width', '16', '--gen_max_ch', '256'])]
 ROOT = Path(__file__).resolve().parents[1]     # the repository: today's abp.py and its git history
 LABELS = {'course': 'course hyperparameters on our generator', 'ours': 'ours (defaults)'}
 
@@ -86,6 +95,19 @@ def flops_per_epoch(cfg, x):
             abp.posterior_width(model.Gnet, state['z'], args.mse_sigma, args.prior_sigma)
         width = fc.get_total_flops() / args.curvature_every
     return steps * langevin + learn + width
+
+
+def speedup_split(img_dir, x, spe_course, spe_ours, n):
+    """1b. The course's seconds per epoch over ours as a product of factors (SPLIT, in turn): the course's 120
+    Langevin steps against our 2, the skeleton-width generator against ours at 2 steps, and the rest."""
+    spe = {'course': spe_course}
+    for name, flags in SPLIT:
+        spe[name] = seconds_per_epoch(config(img_dir, flags), x, n)
+    spe['ours'] = spe_ours
+    factors = {'fewer_steps': spe['course'] / spe['fewer_steps'], 'cheaper_steps': spe['fewer_steps'] / spe['cheaper_steps'],
+               'rest': spe['cheaper_steps'] / spe['ours']}
+    return {'seconds_per_epoch': {k: round(v, 5) for k, v in spe.items()},
+            'factors': {k: round(v, 3) for k, v in factors.items()}}
 
 
 def mode_seconds_per_epoch(img_dir, x, n):
@@ -166,6 +188,8 @@ def main():
     spe_course = seconds_per_epoch(course, x, a.epochs)
     spe_ours = seconds_per_epoch(ours, x, 20 * a.epochs)
     print(f'1. seconds/epoch  course {spe_course:.3f}  ours {spe_ours:.4f}  ratio {spe_course / spe_ours:.1f}x')
+    split = speedup_split(a.img_dir, x, spe_course, spe_ours, 20 * a.epochs)
+    print('   split: ' + ', '.join(f'{k} {v:.2f}x' for k, v in split['factors'].items()))
     f_course, f_ours = flops_per_epoch(course, x), flops_per_epoch(ours, x)
     peak = matmul_peak_gflops()
     achieved = f_ours / spe_ours / 1e9
@@ -190,7 +214,7 @@ def main():
 
     result = {'device': abp.device, 'threads': torch.get_num_threads(), 'torch': torch.__version__,
               'seconds_per_epoch': {'course': round(spe_course, 4), 'ours': round(spe_ours, 5)},
-              'speedup_per_epoch': round(spe_course / spe_ours, 2),
+              'speedup_per_epoch': round(spe_course / spe_ours, 2), 'speedup_split': split,
               'gflop_per_epoch': {'course': round(f_course / 1e9, 3), 'ours': round(f_ours / 1e9, 4)},
               'achieved_gflops_ours': round(achieved, 2), 'matmul_peak_gflops': round(peak, 2),
               'budget_seconds': a.budget, 'psnr_curve': curves,

@@ -6,6 +6,7 @@ re-uses the result a run with exactly the same resolved flags left in its folder
 """
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -108,18 +109,41 @@ def parser(doc, writes, img_dir=True):
 
 
 def study_parser(doc, writes, epochs, per):
-    """parser() with --epochs (`epochs` per `per`), --seed and --threads: a study of shortened runs."""
+    """parser() with --epochs (`epochs` per `per`), --seeds and --threads: a study of shortened runs."""
     p = parser(doc, writes)
     p.add_argument('--epochs', type=int, default=epochs, help=f'epochs per {per} (default: {epochs})')
-    p.add_argument('--seed', type=int, default=1, help=f'random seed of every {per} (default: 1)')
+    p.add_argument('--seeds', type=int, nargs='+', default=[1, 2, 3],
+                   help=f'random seeds: each {per} runs once per seed (default: 1 2 3)')
     p.add_argument('--threads', type=int, default=0, help='CPU threads for torch, 0 = all (default: 0)')
     return p
 
 
-def study_argv(a, out_dir, mode, flags):
-    """One study run's flags: a's images, epochs (short_run), seed and threads, start `mode`, then its own."""
+def study_argv(a, out_dir, mode, flags, seed):
+    """One study run's flags: a's images, epochs (short_run) and threads, `seed`, start `mode`, then its own."""
     return ['--img_dir', str(a.img_dir), '--out_dir', str(out_dir), '--start', mode, *short_run(a.epochs),
-            '--seed', str(a.seed), '--threads', str(a.threads), *flags]
+            '--seed', str(seed), '--threads', str(a.threads), *flags]
+
+
+SEED_METRICS = ('recon_psnr_db', 'sample_nn_psnr_db_median', 'sample_coverage', 'seconds_per_epoch')
+
+
+def over_seeds(runs):
+    """One study row's runs (a mode's metrics per seed, or {'diverged': why}): per metric of SEED_METRICS the
+    mean and sample std over the finished runs, the number of runs that diverged and the guard's events of
+    each run (its recoveries; a diverged run counts as one more). Quote a difference between two rows as an
+    effect only where it is larger than their stds."""
+    done = [r for r in runs if 'diverged' not in r]
+    out = {'n_runs': len(runs), 'n_diverged': len(runs) - len(done),
+           'guard_events': [len(r.get('guard_events', [])) if 'diverged' not in r else 1 for r in runs]}
+    for k in SEED_METRICS:
+        values = [r[k] for r in done]
+        out[k] = round(statistics.mean(values), 4) if values else None
+        out[k + '_std'] = round(statistics.stdev(values), 4) if len(values) > 1 else None
+    for k in ('z_std', 'first_layer_norm'):            # per-dimension means for z_std
+        values = [r[k] for r in done if k in r]
+        out[k] = None if not values else [round(statistics.mean(v), 4) for v in zip(*values)] \
+            if isinstance(values[0], list) else round(statistics.mean(values), 3)
+    return out
 
 
 def require_images(img_dir, prog):

@@ -75,27 +75,51 @@ def row_cells(r):
             f"({vec(r['z_std'])})", f"{1000 * r['seconds_per_epoch']:.0f}"]
 
 
+def pm(r, key):
+    """A study row's metric over seeds (bench/common.py over_seeds) as 'mean $\\pm$ std', or '--'."""
+    if r.get(key) is None:
+        return '--'
+    sd = r.get(key + '_std')
+    return f"{r[key]:.2f}" + (f" $\\pm$ {sd:.2f}" if sd is not None else '')
+
+
+def seed_cells(r):
+    """One multi-seed row: PSNR and NN-PSNR as mean +- std, mean coverage, the guard's events summed over the
+    seeds (and the runs it gave up on), the first layer's weight norm (mean). No timing: the studies' runs
+    shared the machine with other work, so their seconds compare nothing."""
+    cov = '--' if r.get('sample_coverage') is None else f"{r['sample_coverage']:.1f}"
+    guard = str(sum(r['guard_events'])) + (f" ({r['n_diverged']} div.)" if r['n_diverged'] else '')
+    norm = '--' if r.get('first_layer_norm') is None else f"{r['first_layer_norm']:.0f}"
+    return [pm(r, 'recon_psnr_db'), pm(r, 'sample_nn_psnr_db_median'), cov, guard, norm]
+
+
+def seed_row_macros(prefix, name, r):
+    """\\<prefix>Psnr<name>, ...PsnrSd, Nn, NnSd, Cov, Guard, Div, Zstd, Norm, Ms of one multi-seed row."""
+    def num(key, fmt, scale=1):
+        return '--' if r.get(key) is None else f"{scale * r[key]:{fmt}}"
+    values = {'Psnr': num('recon_psnr_db', '.2f'), 'PsnrSd': num('recon_psnr_db_std', '.2f'),
+              'Nn': num('sample_nn_psnr_db_median', '.2f'), 'NnSd': num('sample_nn_psnr_db_median_std', '.2f'),
+              'Cov': num('sample_coverage', '.1f'), 'Guard': sum(r['guard_events']), 'Div': r['n_diverged'],
+              'Zstd': vec(r['z_std']) if r.get('z_std') else '--', 'Norm': num('first_layer_norm', '.0f'),
+              'Ms': num('seconds_per_epoch', '.0f', 1000)}
+    return [define(f'{prefix}{k}{name}', v) for k, v in values.items()]
+
+
 def ablation_macros(rows, prefix='abl'):
-    """Per row i (letters A, B, ...): \\ablPsnrA, \\ablNnA, \\ablCovA, \\ablZstdA, \\ablMsA, and the guard's
-    recoveries \\ablGuardA and the first layer's weight norm \\ablNormA."""
-    done = [r['epochs'] for r in rows if 'epochs' in r]
-    out = [define(prefix + 'Epochs', done[0] if done else '--')]
+    """Per row i (letters A, B, ...): \\ablPsnrA (mean over seeds), \\ablPsnrSdA (std), \\ablNnA, \\ablNnSdA,
+    \\ablCovA, \\ablGuardA (the guard's recoveries over all seeds), \\ablDivA, \\ablZstdA, \\ablNormA, \\ablMsA;
+    \\ablEpochs and \\ablSeeds."""
+    out = [define(prefix + 'Epochs', rows[0]['epochs']), define(prefix + 'Seeds', ', '.join(map(str, rows[0]['seeds']))),
+           define(prefix + 'NSeeds', len(rows[0]['seeds']))]
     for i, r in enumerate(rows):
-        cells = row_cells(r) or ['diverged', '--', '--', '--', '--']
-        cells += [str(len(r.get('guard_events', []))), f"{r['first_layer_norm']:.0f}" if 'first_layer_norm' in r else '--']
-        out += [define(f'{prefix}{k}{chr(ord("A") + i)}', v)
-                for k, v in zip(('Psnr', 'Nn', 'Cov', 'Zstd', 'Ms', 'Guard', 'Norm'), cells)]
+        out += seed_row_macros(prefix, chr(ord('A') + i), r)
     return '\n'.join(out) + '\n'
 
 
 def ablation_table(rows):
-    """LaTeX rows: letter, start, change, PSNR, sample NN-PSNR, coverage, z std, ms/epoch."""
-    out = []
-    for i, r in enumerate(rows):
-        cells = row_cells(r)
-        body = ' & '.join(cells) if cells else '\\multicolumn{5}{l}{diverged}'
-        out.append(f"{chr(ord('A') + i)} & {r['start']} & {r['label']} & {body} \\\\")
-    return '\n'.join(out) + '\n'
+    """LaTeX rows: letter, start, change, PSNR, NN-PSNR (mean +- std over seeds), coverage, guard, ms/epoch."""
+    return '\n'.join(f"{chr(ord('A') + i)} & {r['start']} & {r['label']} & {' & '.join(seed_cells(r))} \\\\"
+                     for i, r in enumerate(rows)) + '\n'
 
 
 def bench_macros(b):
@@ -109,7 +133,16 @@ def bench_macros(b):
         define('benchPeakPercent', f"{100 * b['achieved_gflops_ours'] / b['matmul_peak_gflops']:.0f}"),
         define('benchBudget', f"{b['budget_seconds']:.0f}"), define('benchCoursePsnr', f"{b['psnr_at_budget']['course']:.2f}"),
         define('benchOursPsnr', f"{b['psnr_at_budget']['ours']:.2f}"), define('benchThreads', b['threads']),
-        *before_after_macros(b)]) + '\n'
+        *before_after_macros(b), *split_macros(b)]) + '\n'
+
+
+def split_macros(b):
+    """bench.json's per-epoch speed-up split into factors, where it has it: \\benchSplitFewerSteps, ..."""
+    split = b.get('speedup_split')
+    if not split:
+        return []
+    return [define(macro_name('bench', 'split', k), f"{v:.2f}") for k, v in split['factors'].items()] + \
+        [define(macro_name('bench', 'split', 'ms', k), f"{1000 * v:.0f}") for k, v in split['seconds_per_epoch'].items()]
 
 
 def before_after_macros(b):
@@ -129,28 +162,33 @@ def before_after_macros(b):
 
 
 def study_table(rows):
-    """The cold-start study: label, PSNR, NN-PSNR, coverage, z std, ms/epoch per variant."""
-    return '\n'.join(f"{r['label']} & {' & '.join(row_cells(r) or ['diverged'] + ['--'] * 4)} \\\\" for r in rows) + '\n'
+    """The cold-start study: label, PSNR, NN-PSNR (mean +- std over seeds), coverage, guard, ms/epoch per variant."""
+    return '\n'.join(f"{r['label']} & {' & '.join(seed_cells(r))} \\\\" for r in rows) + '\n'
 
 
 def study_macros(rows):
-    """Per variant key (e.g. sir64 -> SirSixFour): \\studyPsnrSirSixFour, ...Nn, ...Cov, ...Ms; \\studyEpochs."""
-    out = [define('studyEpochs', next((r['epochs'] for r in rows if 'epochs' in r), '--'))]
+    """Per variant key (e.g. sir64 -> SirSixFour): \\studyPsnrSirSixFour, ...PsnrSd, Nn, NnSd, Cov, Ms, ...;
+    \\studyEpochs and \\studySeeds."""
+    out = [define('studyEpochs', rows[0]['epochs']), define('studySeeds', ', '.join(map(str, rows[0]['seeds'])))]
     for r in rows:
-        key = macro_name('x', r['key'])[1:]
-        cells = row_cells(r) or ['diverged', '--', '--', '--', '--']
-        out += [define(f'study{k}{key}', v) for k, v in zip(('Psnr', 'Nn', 'Cov', 'Zstd', 'Ms'), cells)]
+        out += seed_row_macros('study', macro_name('x', r['key'])[1:], r)
     return '\n'.join(out) + '\n'
 
 
 def seeds_table(s):
-    """One row per mode and seed: recon PSNR, NN-PSNR, coverage, z mean, z std, seconds."""
+    """One row per mode and seed: recon PSNR, NN-PSNR, coverage, z mean, z std, seconds; then per mode the mean
+    and std over the seeds."""
     out = []
     for mode in ('warm', 'cold'):
         for seed, run in zip(s['seeds'], s['runs']):
             r = run[mode]
             out.append(f"{mode} & {seed} & {r['recon_psnr_db']:.2f} & {r['sample_nn_psnr_db_median']:.2f} & "
                        f"{r['sample_coverage']} & ({vec(r['z_mean'], True)}) & ({vec(r['z_std'])}) & {r['seconds']:.0f} \\\\")
+        m = s['summary'][mode]
+        cell = {k: f"{m[k]['mean']:.2f} $\\pm$ {m[k]['std']:.2f}" for k in ('recon_psnr_db', 'sample_nn_psnr_db_median')}
+        out.append(f"\\textit{{{mode}}} & \\textit{{mean $\\pm$ std}} & {cell['recon_psnr_db']} & "
+                   f"{cell['sample_nn_psnr_db_median']} & {m['sample_coverage']['mean']:.1f} & & & "
+                   f"{m['seconds']['mean']:.0f} $\\pm$ {m['seconds']['std']:.0f} \\\\")
     return '\n'.join(out) + '\n'
 
 
@@ -252,6 +290,104 @@ def sweep_macros(d):
     return '\n'.join(out) + '\n'
 
 
+def pct(v):
+    return f"{100 * v:.0f}"
+
+
+def stem(name):
+    return Path(name).stem.replace('_', '\\_')
+
+
+def learned_macros(d):
+    """bench/learned.py's figures (output/learned.json), part by part: \\lrnHeld..., \\lrnNb..., \\lrnMos...,
+    \\lrnLine..., \\lrnTh...; a part not in the file is skipped."""
+    out = []
+    h = d.get('heldout')
+    if h and 'skipped' not in h:
+        out += [define('lrnHeldNames', ', '.join(stem(n) for n in h['held_out'])), define('lrnHeldN', len(h['held_out'])),
+                define('lrnHeldTrainN', len(h['trained_on'])), define('lrnHeldProposals', h['proposals']),
+                define('lrnHeldSteps', h['langevin_steps']),
+                define('lrnHeldNnDb', f"{h['nearest_training_image_db_mean']:.2f}"), define('lrnHeldPcaDb', f"{h['pca2_db_mean']:.2f}")]
+        for mode in ('warm', 'cold'):
+            m, M = h[mode], mode.capitalize()
+            out += [define(f'lrnHeld{M}Db', f"{m['heldout_db_mean']:.2f}"), define(f'lrnHeld{M}OwnDb', f"{m['own_recon_db_mean']:.2f}"),
+                    define(f'lrnHeld{M}TrainDb', f"{m['train_recon_psnr_db']:.2f}"),
+                    define(f'lrnHeld{M}Min', f"{min(m['heldout_db']):.2f}"), define(f'lrnHeld{M}Max', f"{max(m['heldout_db']):.2f}")]
+    n = d.get('neighbours')
+    if n:
+        out += [define('lrnNbSamples', n['warm']['samples']), define('lrnNbCopyDb', f"{n['warm']['copy_db']:g}"),
+                define('lrnNbClosestPair', f"{n['closest_two_training_images_db']:.1f}"),
+                define('lrnNbPairMedian', f"{n['training_pair_db_median']:.1f}")]
+        for mode in ('warm', 'cold'):
+            m, M = n[mode], mode.capitalize()
+            out += [define(f'lrnNb{M}Copy', pct(m['copy_share'])), define(f'lrnNb{M}Median', f"{m['nn_psnr_db_median']:.1f}"),
+                    define(f'lrnNb{M}Above', pct(m['share_above_25db'])),
+                    define(f'lrnNb{M}CountMin', min(m['nearest_image_counts'])),
+                    define(f'lrnNb{M}CountMax', max(m['nearest_image_counts']))]
+    mo = d.get('mosaic')
+    if mo:
+        for mode in ('warm', 'cold'):
+            m, M = mo[mode], mode.capitalize()
+            nb, mass = m['panel_neighbours'], list(m['cell_prior_mass'].values())
+            out += [define(f'lrnMos{M}ThirtyFive', pct(nb['share_above_35db'])), define(f'lrnMos{M}Thirty', pct(nb['share_above_30db'])),
+                    define(f'lrnMos{M}Median', f"{nb['median_db']:.1f}"),
+                    define(f'lrnMos{M}Within', pct(m['square_share_within_3db_of_nearest_image_recon'])),
+                    define(f'lrnMos{M}MassMin', pct(min(mass))), define(f'lrnMos{M}MassMax', pct(max(mass))),
+                    define(f'lrnMos{M}Cells', m['cells_in_square'])]
+        for r in mo.get('studies', []):     # e.g. \\lrnMosColdStudySirThreeTwo, \\lrnMosAblationsColdFixed
+            out.append(define('lrnMos' + macro_name('x', r['study'])[1:] + macro_name('x', r['row'])[1:],
+                              pct(r['share_above_35db'])))
+    li = d.get('line')
+    if li:
+        out += [define('lrnLineFrom', stem(li['from'])), define('lrnLineTo', stem(li['to'])), define('lrnLineFrames', li['frames']),
+                define('lrnLineFadeMinNn', f"{min(li['crossfade']['nn_psnr_db_per_frame']):.1f}")]
+        for mode in ('warm', 'cold'):
+            m, M = li[mode], mode.capitalize()
+            path = [k for i, k in enumerate(m['nearest_image_per_frame']) if i == 0 or k != m['nearest_image_per_frame'][i - 1]]
+            out += [define(f'lrnLine{M}MinStep', f"{m['min_consecutive_frame_db']:.1f}"),
+                    define(f'lrnLine{M}MinNn', f"{min(m['nn_psnr_db_per_frame']):.1f}"),
+                    define(f'lrnLine{M}Path', ' $\\to$ '.join(k.replace('_', '\\_') for k in path))]
+    t = d.get('theory')
+    if t:
+        out += [define('lrnThEvery', t['every']), define('lrnThProposals', t['proposals'])]
+        for mode in ('warm', 'cold'):
+            m, M = t[mode], mode.capitalize()
+            late = [v for r in m['series'] if r['epoch'] >= 100 for v in r['ess']]
+            out += [define(f'lrnTh{M}Psnr', f"{m['final_recon_psnr_db']:.2f}"), define(f'lrnTh{M}Lam', f"{m['final_lambda_max_median']:.0f}"),
+                    define(f'lrnTh{M}W', f"{m['final_width_median']:.3f}"), define(f'lrnTh{M}Step', f"{m['final_step_median']:.3f}"),
+                    define(f'lrnTh{M}StepSize', m['configured_step']), define(f'lrnTh{M}Capped', pct(m['share_capped_final'])),
+                    define(f'lrnTh{M}Ess', f"{m['final_ess_median']:.2f}"),
+                    define(f'lrnTh{M}EssLate', f"{sorted(late)[len(late) // 2]:.2f}" if late else '--'),
+                    define(f'lrnTh{M}ZWander', f"{m['z_std_late_median']:.3f}"), define(f'lrnTh{M}WLate', f"{m['width_late_median']:.3f}"),
+                    define(f'lrnTh{M}WanderInWidths', f"{m['z_std_late_median'] / m['width_late_median']:.0f}")]
+    return '\n'.join(out) + '\n'
+
+
+def mosaic_table(d):
+    """Per study row whose panels were measured (output/learned.json, mosaic.studies): start, change, share of
+    neighbouring panel tiles above 35 dB and recon PSNR, each mean +- std over seeds."""
+    rows = []
+    for r in (d.get('mosaic') or {}).get('studies', []):
+        share = f"{pct(r['share_above_35db'])}" + (f" $\\pm$ {pct(r['share_above_35db_std'])}" if r['share_above_35db_std'] is not None else '')
+        rows.append(f"{r['start']} & {r['label']} & {r['runs']} & {share} & {pm(r, 'recon_psnr_db')} \\\\")
+    return '\n'.join(rows) + '\n'
+
+
+def handout_macros(d):
+    """bench/handout_cold.py (output/handout_cold.json): per run key (handout, ours, ours_same_time -> Handout,
+    Ours, OursSameTime) \\hoPsnr..., \\hoNn..., \\hoCov..., \\hoEpochs..., \\hoSeconds...; \\hoSeed."""
+    out = [define('hoSeed', d['seed']), define('hoSpeedup', f"{d['speedup_per_epoch']:.0f}"),
+           define('hoEpochsInHandoutTime', d['epochs_in_handout_time']),
+           define('hoMsHandoutTimed', f"{1000 * d['seconds_per_epoch']['handout']:.0f}"),
+           define('hoMsOursTimed', f"{1000 * d['seconds_per_epoch']['ours']:.0f}")]
+    for r in d['runs']:
+        k = macro_name('x', r['key'])[1:]
+        out += [define(f'hoPsnr{k}', f"{r['recon_psnr_db']:.2f}"), define(f'hoNn{k}', f"{r['sample_nn_psnr_db_median']:.2f}"),
+                define(f'hoCov{k}', r['sample_coverage']), define(f'hoEpochs{k}', r['epochs']),
+                define(f'hoSeconds{k}', f"{r['seconds']:.0f}"), define(f'hoMs{k}', f"{1000 * r['seconds_per_epoch']:.0f}")]
+    return '\n'.join(out) + '\n'
+
+
 GENERATORS = [  # (input JSON in output/, output .tex in report/generated/, function)
     ('proposal_sweep.json', 'sweep.tex', sweep_table),
     ('proposal_sweep.json', 'sweep_macros.tex', sweep_macros),
@@ -268,6 +404,9 @@ GENERATORS = [  # (input JSON in output/, output .tex in report/generated/, func
     ('generalize.json', 'generalize_macros.tex', generalize_macros),
     ('occlusion.json', 'occlusion.tex', occlusion_table),
     ('occlusion.json', 'occlusion_macros.tex', occlusion_macros),
+    ('learned.json', 'learned_macros.tex', learned_macros),
+    ('learned.json', 'mosaic.tex', mosaic_table),
+    ('handout_cold.json', 'handout_macros.tex', handout_macros),
 ]
 
 

@@ -47,18 +47,18 @@ def test_every_cold_study_variant_is_a_different_run():
 
 def test_cold_study_variants_with_different_starts_start_differently():
     """Same seed, same generator: variants that differ in where the chain starts (--cold_init,
-    --cold_proposals, --cold_chains) give different starting z."""
+    --cold_proposals, --cold_sobol, --cold_chains) give different starting z."""
     x = abp.torch.rand(5, 3, 16, 16) * 2 - 1
     starts = {}
     for key, _, flags in cold_study.VARIANTS:
         args = variant_args(flags)
         chain = abp.chain_for(args, 'cold')
         how = (chain.init, chain.proposals if chain.init == 'sir' else None, chain.n_chains if chain.init == 'chains' else None,
-               chain.steps if chain.init == 'chains' else None)
+               chain.steps if chain.init == 'chains' else None, chain.sobol if chain.init == 'sir' else None)
         state = abp.new_state(args, len(x), chain)
         abp.torch.manual_seed(7)
         starts.setdefault(how, abp.chain_start(chain, state, x, args))
-    assert len(starts) >= 8                      # prior, annealed, chains, sir with 5 proposal counts
+    assert len(starts) >= 5                      # prior; sir with 3 Sobol proposal counts; independent draws
     zs = list(starts.values())
     for i in range(len(zs)):
         for j in range(i):

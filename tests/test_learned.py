@@ -1,0 +1,97 @@
+"""The measurements of bench/learned.py and the studies' statistics, against independent computations."""
+import statistics
+import sys
+
+import numpy as np
+import torch
+
+import abp
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / 'bench'))
+import common  # noqa: E402
+import learned  # noqa: E402
+
+
+def test_over_seeds_is_mean_and_sample_std_of_the_finished_runs():
+    runs = [{'recon_psnr_db': v, 'sample_nn_psnr_db_median': 20 + v, 'sample_coverage': c, 'seconds_per_epoch': 0.1,
+             'z_std': [v, 1.0], 'first_layer_norm': 10 * v, 'guard_events': [{}] * e}
+            for v, c, e in ((28.0, 11, 0), (29.5, 10, 2), (30.1, 11, 1))] + [{'diverged': 'gave up'}]
+    r = common.over_seeds(runs)
+    done = [28.0, 29.5, 30.1]
+    assert r['n_runs'] == 4 and r['n_diverged'] == 1
+    assert r['recon_psnr_db'] == round(statistics.mean(done), 4)
+    assert r['recon_psnr_db_std'] == round(statistics.stdev(done), 4)
+    assert r['sample_coverage'] == round(32 / 3, 4)
+    assert r['guard_events'] == [0, 2, 1, 1]                 # a run the guard gave up on counts once more
+    assert r['z_std'] == [round(statistics.mean(done), 4), 1.0]
+    one = common.over_seeds(runs[:1])
+    assert one['recon_psnr_db'] == 28.0 and one['recon_psnr_db_std'] is None
+
+
+def test_tile_neighbour_psnr_matches_a_direct_computation():
+    """A 3 x 3 panel laid out as save_interp writes it: each neighbouring pair's PSNR, computed tile by tile."""
+    rng = np.random.default_rng(0)
+    size, n = 8, 3
+    tiles = rng.random((n, n, size, size, 3))
+    tiles[0, 1] = tiles[0, 0]                                 # one identical pair
+    panel = np.ones((2 + n * (size + 2), 2 + n * (size + 2), 3))
+    for r in range(n):
+        for c in range(n):
+            panel[2 + r * (size + 2):2 + r * (size + 2) + size, 2 + c * (size + 2):2 + c * (size + 2) + size] = tiles[r, c]
+    got = sorted(learned.tile_neighbour_db(panel, n, size).tolist())
+    want = []
+    for r in range(n):
+        for c in range(n):
+            for r2, c2 in ((r + 1, c), (r, c + 1)):
+                if r2 < n and c2 < n:
+                    mse = np.mean((tiles[r, c] - tiles[r2, c2]) ** 2)
+                    want.append(10 * np.log10(1 / max(mse, 1e-10)))
+    assert len(got) == 2 * n * (n - 1) == len(want)
+    assert np.allclose(got, sorted(want), atol=1e-6)
+    assert max(got) == 100.0                                  # the identical pair, at the floor of 1e-10
+
+
+def test_tile_neighbours_read_the_panel_abp_writes(tmp_path):
+    """On a real save_interp panel of a constant generator every neighbour pair is identical."""
+    gen = abp.GenNet(nz=2, img_size=8, width=2, max_ch=4, batchnorm=False)
+    with torch.no_grad():
+        for p in gen.parameters():
+            p.zero_()
+    args = abp.parse_args(['--img_size', '8', '--ninterp', '4'])
+    abp.save_interp(gen, args, [1.0, 1.0], 'cpu', tmp_path / 'p.png')
+    from PIL import Image
+    panel = np.asarray(Image.open(tmp_path / 'p.png').convert('RGB')) / 255.0
+    assert (learned.tile_neighbour_db(panel, 4, 8) == 100.0).all()
+
+
+def test_held_out_images_are_spread_over_both_groups():
+    names = [f'lion_{i}.jpg' for i in range(1, 6)] + [f'tiger_{i}.jpg' for i in range(1, 7)]
+    held, kept = learned.split(names, 3)
+    assert len(held) == 3 and sorted(held + kept) == list(range(11))
+    groups = {names[i].split('_')[0] for i in held}
+    assert groups == {'lion', 'tiger'}
+    assert learned.split(names[:3], 3) == ([], [0, 1, 2])    # too few images: nothing held out
+
+
+def test_line_pair_is_the_closest_tiger_and_lion():
+    names = ['lion_1.jpg', 'lion_2.jpg', 'tiger_1.jpg', 'tiger_2.jpg']
+    z = torch.tensor([[0.0, 0.0], [3.0, 3.0], [2.9, 3.2], [-2.0, 0.0]])
+    assert learned.line_pair(names, z) == (2, 1)              # tiger_1 and lion_2 are 0.22 apart
+    i, j = learned.line_pair(['a.png', 'b.png', 'c.png'], torch.tensor([[0.0, 0.0], [1.0, 0.0], [5.0, 0.0]]))
+    assert {i, j} == {0, 2}                                   # no groups: the two codes farthest apart
+
+
+def test_sir_ess_leaves_training_draws_unchanged_and_is_m_for_equal_weights():
+    args = abp.parse_args(['--img_size', '8', '--gen_width', '2', '--gen_max_ch', '4', '--cold_proposals', '16'])
+    model, cold = abp.Model(args), abp.chain_for(args, 'cold')
+    x = torch.rand(3, 3, 8, 8) * 2 - 1
+    torch.manual_seed(5)
+    ess = learned.sir_ess(model, x, args, cold)
+    after = torch.rand(4)
+    torch.manual_seed(5)
+    assert torch.equal(after, torch.rand(4))                  # the RNG state was put back
+    assert ((ess >= 1 - 1e-4) & (ess <= 16 + 1e-4)).all()
+    with torch.no_grad():                                     # a generator that ignores z: all weights equal
+        model.Gnet.fc.weight.zero_()
+    assert torch.allclose(learned.sir_ess(model, x, args, cold), torch.full((3,), 16.0), atol=1e-3)
