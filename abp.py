@@ -975,7 +975,7 @@ def plot_side_by_side(panels, path, title=''):
         ax.axis('off')
     if title:
         fig.suptitle(title, fontsize=15)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.95) if title else None)   # the title above the panels' own
     save_fig(fig, path)
 
 

@@ -44,7 +44,7 @@ PRIOR_DRAWS = 4096       # mosaic: prior draws that estimate each cell's prior m
 SAME_DB = (30.0, 35.0)   # mosaic: neighbouring tiles this close (PSNR) count as near-identical
 MOSAIC_MIN_DB = 18.0     # mosaic: runs below this reconstruction PSNR drew one mean image: not on the plot
 JPEG = abp.PHOTO_JPEG   # photo figures as abp.py stores them (learned.json records each one's PSNR)
-WIDTH = 6.9              # figures are drawn at the report's text width (inches), fonts at 7 pt or more
+WIDTH = 6.6              # figures are drawn just inside the report's text width (6.77 in), fonts at 7 pt or more
 DPI = 200                # ... at about 1.4 px of a 128-px tile per printed pixel: tiles near full resolution
 
 
