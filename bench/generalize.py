@@ -11,9 +11,11 @@ prints per folder warm and cold PSNR, sample coverage, guard recoveries and seco
 up on is a row from the checkpoints it kept. A run whose final PSNR is 6 dB or more below its best is
 flagged as collapsed. Two more runs take the safety features away on the photos folder (warm start
 without the Langevin step cap, with and without the guard). Writes OUT_DIR/generalize.json and
-OUT_DIR/generalize.png (training images and reconstructions per folder).
+OUT_DIR/generalize.jpg (training images and reconstructions per folder).
 """
 from pathlib import Path
+
+import torch
 
 from common import abp, load_generator, parser, read_checkpoint, run_cached
 from make_folders import FOLDERS, make_folders
@@ -63,18 +65,23 @@ def cell(row, mode, key, fmt):
     return format(row[mode][key], fmt) if mode in row and key in row[mode] else '-'
 
 
-def figure(made, out_dir, path, per_folder=6):
-    """output/generalize.png: per folder, some training images and their warm and cold reconstructions."""
+def figure(made, out_dir, path, per_folder=3):
+    """output/generalize.jpg: a row per folder: `per_folder` training images, then their warm and their cold
+    reconstructions, the three groups apart by a blank tile."""
     rows = []
     for name, folder in made.items():
+        groups = []
         for mode in ('warm', 'cold'):
             ck, args, model = load_generator(Path(out_dir) / name / mode)
             if mode == 'warm':
                 x = abp.load_images(folder, abp.default_transform(args.img_size))[0]
                 keep = abp.shown_images(len(x), per_folder)
-                rows.append((f'{name}: images', x[keep]))
-            rows.append((f'{name}: {mode}', abp.generate(model.Gnet, ck['z'][keep])))
-    abp.plot_recon_comparison(rows, path, 'default flags on other folders: training images, warm and cold reconstructions')
+                groups.append(x[keep])
+            groups.append(abp.generate(model.Gnet, ck['z'][keep]))
+        blank = torch.ones_like(groups[0][:1])
+        rows.append((name, torch.cat([groups[0], blank, groups[1], blank, groups[2]])))
+    abp.plot_recon_comparison(rows, path, f'each row: {per_folder} training images | their warm reconstructions | '
+                                          'their cold reconstructions')
 
 
 def main():
@@ -105,8 +112,8 @@ def main():
     print(f"default runs: {totals['runs']}, with a guard event: {totals['runs_with_guard_events']} "
           f"({totals['guard_events']} events)")
     abp.write_json({'flags': extra, 'folders': rows, 'defaults': totals}, out)
-    figure(made, Path(a.out_dir) / 'generalize', Path(a.out_dir) / 'generalize.png')
-    print(f"wrote {out} and {Path(a.out_dir) / 'generalize.png'}")
+    figure(made, Path(a.out_dir) / 'generalize', Path(a.out_dir) / 'generalize.jpg')
+    print(f"wrote {out} and {Path(a.out_dir) / 'generalize.jpg'}")
 
 
 if __name__ == '__main__':
