@@ -13,9 +13,9 @@ a busy machine), and from their ratio the epochs our cold start runs in the hand
 Writes OUT_DIR/handout_cold.json: per run its flags, epochs, recon PSNR, sample NN-PSNR, coverage, and the timing.
 """
 import json
-import time
 from pathlib import Path
 
+import bench
 from common import abp, finished, parser, require_images, run_cached, short_run
 
 HANDOUT = ['--cold_init', 'prior', '--cold_langevin_num_steps', '120', '--cold_langevin_step_size', '0.05',
@@ -39,14 +39,7 @@ def run(a, key, epochs, flags):
 def seconds_per_epoch(a, flags, x, n):
     """Seconds per cold epoch with these flags, over n epochs after one warm-up, as abp.train runs them."""
     args = abp.parse_args(['--img_dir', a.img_dir, '--start', 'cold', *flags])
-    chain = abp.chain_for(args, 'cold')
-    state = abp.new_state(args, len(x), chain)
-    abp.train_epoch(state, x, chain, args)
-    t = time.perf_counter()
-    for _ in range(n):
-        abp.train_epoch(state, x, chain, args)
-        state['epoch'] += 1
-    return (time.perf_counter() - t) / n
+    return bench.seconds_per_epoch((args, abp.chain_for(args, 'cold')), x, n)
 
 
 def main():

@@ -63,7 +63,6 @@ def images(args):
     return x, names
 
 
-@torch.no_grad()
 def gen(model, z):
     return abp.generate(model.Gnet, z)
 
@@ -153,9 +152,8 @@ def neighbours(models, x, names, a, out):
 def tile_neighbour_db(panel, n, size):
     """PSNR (dB) between horizontally and vertically adjacent tiles of an n x n panel (H x W x 3 in [0, 1],
     tiles of size px with 2-px padding, as abp.save_interp writes it)."""
-    t = torch.as_tensor(panel, dtype=torch.float64)
-    tiles = torch.stack([torch.stack([t[2 + r * (size + 2):2 + r * (size + 2) + size, 2 + c * (size + 2):2 + c * (size + 2) + size]
-                                      for c in range(n)]) for r in range(n)])      # (n, n, size, size, 3)
+    t = torch.as_tensor(panel, dtype=torch.float64)[2:2 + n * (size + 2), 2:2 + n * (size + 2)]
+    tiles = t.reshape(n, size + 2, n, size + 2, 3)[:, :size, :, :size].transpose(1, 2)   # (n, n, size, size, 3)
     mse = torch.cat([(tiles[1:] - tiles[:-1]).pow(2).flatten(2).mean(2).flatten(),
                      (tiles[:, 1:] - tiles[:, :-1]).pow(2).flatten(2).mean(2).flatten()])
     return 10 * torch.log10(1 / mse.clamp_min(1e-10))
