@@ -902,17 +902,20 @@ def save_interp(model, args, z_std, device, path):
     save_images(generate(gen, z), path, nrow=args.ninterp)
 
 
-def save_fig(fig, path):
+def save_fig(fig, path, dpi=120):
     """Save a matplotlib figure atomically, as its path's suffix says. Figures of photographs go to *.jpg: a
     4:4:4 JPEG (PHOTO_JPEG), about 37 dB PSNR to the lossless render, above the 31 dB of the reconstructions
-    they show, at a third of a lossless PNG's size (bench/png_size.py measures both); the rest to *.png."""
+    they show, at a third of a lossless PNG's size (bench/png_size.py measures both); the rest to *.png.
+    Returns the lossless render (an RGB PIL image) of a JPEG, None for a PNG."""
     with atomic_path(path) as tmp:
-        if Path(path).suffix.lower() in ('.jpg', '.jpeg'):
-            buf = io.BytesIO()
-            fig.savefig(buf, format='png', dpi=120, bbox_inches='tight')
-            Image.open(buf).convert('RGB').save(tmp, format='JPEG', **PHOTO_JPEG)
-        else:
-            fig.savefig(tmp, dpi=120, bbox_inches='tight')
+        if Path(path).suffix.lower() not in ('.jpg', '.jpeg'):
+            fig.savefig(tmp, dpi=dpi, bbox_inches='tight')
+            return None
+        buf = io.BytesIO()
+        fig.savefig(buf, format='png', dpi=dpi, bbox_inches='tight')
+        img = Image.open(buf).convert('RGB')
+        img.save(tmp, format='JPEG', **PHOTO_JPEG)
+    return img
 
 
 def plot_stats(exp_dir, stats, interval):

@@ -43,7 +43,6 @@ CELL_GRID = 81           # mosaic: the interpolation square sampled CELL_GRID x 
 PRIOR_DRAWS = 4096       # mosaic: prior draws that estimate each cell's prior mass
 SAME_DB = (30.0, 35.0)   # mosaic: neighbouring tiles this close (PSNR) count as near-identical
 MOSAIC_MIN_DB = 18.0     # mosaic: runs below this reconstruction PSNR drew one mean image: not on the plot
-JPEG = abp.PHOTO_JPEG   # photo figures as abp.py stores them (learned.json records each one's PSNR)
 WIDTH = 6.6              # figures are drawn just inside the report's text width (6.77 in), fonts at 7 pt or more
 DPI = 200                # ... at about 1.4 px of a 128-px tile per printed pixel: tiles near full resolution
 
@@ -77,13 +76,9 @@ def db(v):
 
 
 def save_photo_figure(fig, path):
-    """A figure full of photographs as a 4:4:4 JPEG of quality 90; returns its PSNR (dB) to the lossless render."""
-    import io
-    buf = io.BytesIO()
-    fig.savefig(buf, format='png', dpi=DPI, bbox_inches='tight')
-    img = Image.open(buf).convert('RGB')
-    with abp.atomic_path(path) as tmp:
-        img.save(tmp, format='JPEG', **JPEG)
+    """A figure full of photographs as abp.py stores one (a 4:4:4 JPEG), at DPI; returns its PSNR (dB) to the
+    lossless render."""
+    img = abp.save_fig(fig, path, dpi=DPI)
     a, b = (np.asarray(im, dtype=np.float64) / 255 for im in (img, Image.open(path).convert('RGB')))
     return db(10 * math.log10(1 / max(np.mean((a - b) ** 2), 1e-12)))
 
@@ -197,6 +192,31 @@ def study_mosaics(out_dir):
 
 
 @torch.no_grad()
+
+def label_points(fig, ax, points, fontsize):
+    """Name each (label, (x, y)) point beside it, at the first of a few offsets where the label's box overlaps
+    no label placed before it and no other point; returns None."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    dots = [ax.transData.transform(xy) for _, xy in points]
+    placed = []
+    offsets = [(4, 3, 'left'), (4, -9, 'left'), (-4, 3, 'right'), (-4, -9, 'right'), (4, 10, 'left'),
+               (-4, 10, 'right'), (4, -16, 'left'), (-4, -16, 'right')]
+    for label, xy in points:
+        for dx, dy, ha in offsets:
+            t = ax.annotate(label, xy, xytext=(dx, dy), textcoords='offset points', ha=ha, fontsize=fontsize)
+            box = t.get_window_extent(renderer).expanded(1.05, 1.1)
+            hits_dot = any(box.contains(*d) for d in dots)
+            if not hits_dot and not any(box.overlaps(b) for b in placed) and ax.bbox.contains(box.x0, box.y0) \
+                    and ax.bbox.contains(box.x1, box.y1):
+                break
+            t.remove()
+        else:                                      # nowhere free: the first offset, overlapping
+            dx, dy, ha = offsets[0]
+            t = ax.annotate(label, xy, xytext=(dx, dy), textcoords='offset points', ha=ha, fontsize=fontsize)
+            box = t.get_window_extent(renderer)
+        placed.append(box)
+
 def mosaic(models, x, names, a, out):
     """Cell maps of the interpolation square, prior mass per cell, near-identical neighbours in the panel."""
     result, maps = {}, {}
@@ -243,25 +263,25 @@ def mosaic(models, x, names, a, out):
     fig.tight_layout()
     abp.save_fig(fig, out / 'learned_mosaic.png')
 
-    fig = Figure(figsize=(4.6, 3.2))
+    fig = Figure(figsize=(4.2, 3.1))        # printed at 0.62 of the text width: 1:1, fonts at 7.5 pt
     ax = fig.subplots()
     shown = [r for r in result['studies'] if r['recon_psnr_db'] >= MOSAIC_MIN_DB]   # not the mean-image runs
-    for k, r in enumerate(shown):
-        cold = r['start'] == 'cold'
+    cold = []
+    for r in shown:
         ax.errorbar(r['recon_psnr_db'], 100 * r['share_above_35db'], xerr=r['recon_psnr_db_std'] or 0,
-                    yerr=100 * (r['share_above_35db_std'] or 0), fmt='o' if cold else 's', ms=4, capsize=2, lw=0.8,
-                    color='tab:blue' if cold else 'tab:orange', alpha=0.85)
-        if cold:
-            ax.annotate(r['row'], (r['recon_psnr_db'], 100 * r['share_above_35db']), textcoords='offset points',
-                        xytext=((4, 3), (4, -8), (-52, 3))[k % 3], fontsize=7)
+                    yerr=100 * (r['share_above_35db_std'] or 0), fmt='o' if r['start'] == 'cold' else 's', ms=4,
+                    capsize=2, lw=0.8, color='tab:blue' if r['start'] == 'cold' else 'tab:orange', alpha=0.85)
+        if r['start'] == 'cold':
+            cold.append((r['row'], (r['recon_psnr_db'], 100 * r['share_above_35db'])))
     ax.plot([], [], 'o', color='tab:blue', label='cold runs')
     ax.plot([], [], 's', color='tab:orange', label='warm runs')
     ax.set_xlabel('reconstruction PSNR (dB), mean over seeds', fontsize=8)
     ax.set_ylabel('panel neighbours above 35 dB (%)', fontsize=8)
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7, loc='upper left')
+    ax.tick_params(labelsize=7.5)
+    ax.legend(fontsize=7.5, loc='upper right')
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    label_points(fig, ax, cold, fontsize=7.5)
     abp.save_fig(fig, out / 'learned_mosaic_runs.png')
     return result
 

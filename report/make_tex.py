@@ -261,11 +261,13 @@ def generalize_macros(g):
 
 
 def occlusion_table(rows):
-    """One row per occlusion kind: hidden %, PSNR of the hidden pixels for warm, cold, mean and PCA baselines."""
+    """One row per occlusion kind: hidden %, PSNR of the hidden pixels for warm, cold, mean and PCA baselines,
+    warm's PSNR on the observed pixels, the guard's recoveries warm / cold."""
     return '\n'.join(f"\\texttt{{{r['kind']}}} & {100 * r['hidden_fraction']:.0f}\\% & "
                      f"{r['warm']['abp_hidden_psnr_db']:.2f} & {r['cold']['abp_hidden_psnr_db']:.2f} & "
                      f"{r['mean_hidden_psnr_db']:.2f} & {r['pca_hidden_psnr_db']:.2f} & "
-                     f"{r['warm']['abp_observed_psnr_db']:.2f} \\\\" for r in rows) + '\n'
+                     f"{r['warm']['abp_observed_psnr_db']:.2f} & "
+                     f"{r['guard_events']['warm']}\\,/\\,{r['guard_events']['cold']} \\\\" for r in rows) + '\n'
 
 
 def occlusion_macros(rows):
