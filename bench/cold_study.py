@@ -6,14 +6,11 @@
 Cold start keeps no z between epochs. Every variant below starts each image's chain from the prior
 every epoch; they differ in how they use that start (abp.py's --cold_init choices):
   handout      one prior draw per image, then K Langevin steps (eq. 6; --cold_init prior)
-  annealed     one prior draw, then Langevin with sigma of eq. 3 lowered from 8 sigma to sigma along the
-               chain (tempering: early steps see a smoother energy and may cross between basins), then
-               K steps (--cold_init annealed)
-  chains       C independent prior draws per image, K steps each, keep the chain of lowest energy, then
-               K steps (--cold_init chains --cold_chains C)
   sir          M prior draws shared by all images (a scrambled Sobol sequence, or independent draws with
                --no-cold_sobol), one generator pass; each image resamples one by its likelihood, then K
-               steps (abp.py's default, --cold_init sir --cold_proposals M)
+               steps (abp.py's default, --cold_init sir --cold_proposals M), for M = 16, 32, 64
+abp.py's other starts, --cold_init annealed and --cold_init chains, are not in the study: they were dropped
+from it for time when it went to three seeds.
 Each variant is a list of flags: `python abp.py --start cold` with them for --epochs epochs, once per seed
 (--seeds, default 1 2 3), into OUT_DIR/cold_study/seedS/<key>/, re-used while every resolved flag, defaults
 included, is unchanged; a run the guard gave up on counts as diverged. Writes OUT_DIR/cold_study.json: per

@@ -172,7 +172,7 @@ def study_mosaics(out_dir):
         path = Path(out_dir) / name
         if not path.exists():
             continue
-        for r in json.loads(path.read_text()):
+        for i, r in enumerate(json.loads(path.read_text())):
             sub = r['key']
             shares, medians = [], []
             for seed in r.get('seeds', []):
@@ -183,7 +183,9 @@ def study_mosaics(out_dir):
                 shares.append(float((nb > SAME_DB[1]).float().mean()))
                 medians.append(float(nb.median()))
             if shares and r.get('recon_psnr_db') is not None:
-                rows.append({'study': name.split('.')[0], 'row': r['key'], 'label': r['label'], 'start': r['start'],
+                tag = chr(ord('A') + i) if name == 'ablations.json' else f'S{i + 1}'   # as Tables 8 and 6 order them
+                rows.append({'study': name.split('.')[0], 'row': r['key'], 'tag': tag, 'label': r['label'],
+                             'start': r['start'],
                              'runs': len(shares), 'share_above_35db': db(np.mean(shares)),
                              'share_above_35db_std': db(np.std(shares, ddof=1)) if len(shares) > 1 else None,
                              'neighbour_median_db': db(np.mean(medians)), 'recon_psnr_db': r['recon_psnr_db'],
@@ -193,29 +195,45 @@ def study_mosaics(out_dir):
 
 @torch.no_grad()
 
-def label_points(fig, ax, points, fontsize):
-    """Name each (label, (x, y)) point beside it, at the first of a few offsets where the label's box overlaps
-    no label placed before it and no other point; returns None."""
+def label_points(fig, ax, points, obstacles, fontsize, bbox=None):
+    """Name each (label, (x, y)) point beside it, at the first of a few offsets where the label's box stays inside
+    the axes and clear of the labels placed before it, of every point and of `obstacles` (display-space
+    Bboxes: error bars, the legend); if there is no such offset, at the one that overlaps least; bbox: the
+    labels' box style (matplotlib's annotate). Returns None."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     renderer = FigureCanvasAgg(fig).get_renderer()
     dots = [ax.transData.transform(xy) for _, xy in points]
     placed = []
-    offsets = [(4, 3, 'left'), (4, -9, 'left'), (-4, 3, 'right'), (-4, -9, 'right'), (4, 10, 'left'),
-               (-4, 10, 'right'), (4, -16, 'left'), (-4, -16, 'right')]
+    offsets = [(4, 3, 'left'), (4, -10, 'left'), (-4, 3, 'right'), (-4, -10, 'right'), (0, 7, 'center'),
+               (0, -14, 'center'), (4, 10, 'left'), (-4, 10, 'right'), (4, -17, 'left'), (-4, -17, 'right')]
+
+    def clash(box):
+        inside = ax.bbox.contains(box.x0, box.y0) and ax.bbox.contains(box.x1, box.y1)
+        return (not inside) * 100 + sum(box.contains(*d) for d in dots) * 10 \
+            + sum(box.overlaps(b) for b in placed) * 10 + sum(box.overlaps(b) for b in obstacles)
+
     for label, xy in points:
+        tried = []
         for dx, dy, ha in offsets:
-            t = ax.annotate(label, xy, xytext=(dx, dy), textcoords='offset points', ha=ha, fontsize=fontsize)
-            box = t.get_window_extent(renderer).expanded(1.05, 1.1)
-            hits_dot = any(box.contains(*d) for d in dots)
-            if not hits_dot and not any(box.overlaps(b) for b in placed) and ax.bbox.contains(box.x0, box.y0) \
-                    and ax.bbox.contains(box.x1, box.y1):
-                break
+            t = ax.annotate(label, xy, xytext=(dx, dy), textcoords='offset points', ha=ha, fontsize=fontsize,
+                            bbox=bbox)
+            box = t.get_window_extent(renderer).expanded(1.08, 1.15)
+            tried.append((clash(box), len(tried), dx, dy, ha, box))
             t.remove()
-        else:                                      # nowhere free: the first offset, overlapping
-            dx, dy, ha = offsets[0]
-            t = ax.annotate(label, xy, xytext=(dx, dy), textcoords='offset points', ha=ha, fontsize=fontsize)
-            box = t.get_window_extent(renderer)
+            if tried[-1][0] == 0:
+                break
+        _, _, dx, dy, ha, box = min(tried)
+        ax.annotate(label, xy, xytext=(dx, dy), textcoords='offset points', ha=ha, fontsize=fontsize, bbox=bbox)
         placed.append(box)
+
+
+def bar_boxes(ax, x, y, xerr, yerr):
+    """Display-space boxes of a point's two error bars."""
+    from matplotlib.transforms import Bbox
+    lo, hi = ax.transData.transform((x - xerr, y - yerr)), ax.transData.transform((x + xerr, y + yerr))
+    mid = ax.transData.transform((x, y))
+    return [Bbox([[lo[0], mid[1] - 1], [hi[0], mid[1] + 1]]), Bbox([[mid[0] - 1, lo[1]], [mid[0] + 1, hi[1]]])]
+
 
 def mosaic(models, x, names, a, out):
     """Cell maps of the interpolation square, prior mass per cell, near-identical neighbours in the panel."""
@@ -244,16 +262,16 @@ def mosaic(models, x, names, a, out):
     colours = colormaps['tab20'].colors
     fig = Figure(figsize=(WIDTH, 3.75))
     axes = fig.subplots(1, 2)
+    codes = {}
     for ax, (mode, (idx, nn_db, d, z)) in zip(axes, maps.items()):
         rgb = torch.tensor([colours[i % 20] for i in idx.flatten().tolist()]).view(CELL_GRID, CELL_GRID, 3)
         shade = ((nn_db - 15) / 15).clamp(0.25, 1).unsqueeze(-1)   # darker where g(z) is far from every image
         # image rows are z[0] from -d to d downwards, columns z[1] from -d to d: as the 12 x 12 panel is laid out
         d0, d1 = float(d[0]), float(d[1])
         ax.imshow((rgb * shade).numpy(), extent=(-d1, d1, d0, -d0))
-        for i, (z0, z1) in enumerate(abp.first_two_dims(z).tolist()):
+        codes[mode] = [(Path(names[i]).stem, (z1, z0)) for i, (z0, z1) in enumerate(abp.first_two_dims(z).tolist())]
+        for _, (z1, z0) in codes[mode]:
             ax.plot(z1, z0, 'o', color='white', mec='black', ms=4, mew=0.8)
-            ax.annotate(Path(names[i]).stem, (z1, z0), xytext=(3, 2), textcoords='offset points', fontsize=7,
-                        bbox=dict(facecolor='white', alpha=0.7, pad=0.5, lw=0))
         pn = result[mode]['panel_neighbours']
         ax.set_title(f"{mode}: training image nearest to g(z)\npanel neighbours above 35 dB: "
                      f"{100 * pn['share_above_35db']:.0f}%", fontsize=8)
@@ -261,27 +279,35 @@ def mosaic(models, x, names, a, out):
         ax.set_ylabel('z[0] (panel rows)', fontsize=8)
         ax.tick_params(labelsize=7)
     fig.tight_layout()
+    for ax, mode in zip(axes, maps):                   # each image's name beside its code, clear of the others
+        label_points(fig, ax, codes[mode], [], fontsize=7, bbox=dict(facecolor='white', alpha=0.7, pad=0.5, lw=0))
     abp.save_fig(fig, out / 'learned_mosaic.png')
 
-    fig = Figure(figsize=(4.2, 3.1))        # printed at 0.62 of the text width: 1:1, fonts at 7.5 pt
+    fig = Figure(figsize=(4.2, 3.3))        # printed at 0.62 of the text width: 1:1, fonts at 7.5 pt or more
     ax = fig.subplots()
     shown = [r for r in result['studies'] if r['recon_psnr_db'] >= MOSAIC_MIN_DB]   # not the mean-image runs
-    cold = []
+    marker = {'ablations': 'o', 'cold_study': '^'}
+    labelled, bars = [], []
     for r in shown:
-        ax.errorbar(r['recon_psnr_db'], 100 * r['share_above_35db'], xerr=r['recon_psnr_db_std'] or 0,
-                    yerr=100 * (r['share_above_35db_std'] or 0), fmt='o' if r['start'] == 'cold' else 's', ms=4,
-                    capsize=2, lw=0.8, color='tab:blue' if r['start'] == 'cold' else 'tab:orange', alpha=0.85)
-        if r['start'] == 'cold':
-            cold.append((r['row'], (r['recon_psnr_db'], 100 * r['share_above_35db'])))
-    ax.plot([], [], 'o', color='tab:blue', label='cold runs')
-    ax.plot([], [], 's', color='tab:orange', label='warm runs')
+        x, y = r['recon_psnr_db'], 100 * r['share_above_35db']
+        xerr, yerr = r['recon_psnr_db_std'] or 0, 100 * (r['share_above_35db_std'] or 0)
+        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=marker[r['study']], ms=4.5, capsize=2, lw=0.8,
+                    color='tab:blue' if r['start'] == 'cold' else 'tab:orange', alpha=0.85)
+        if r['start'] == 'cold' or y > 0:                  # the warm runs at 0% sit in one unlabelled row
+            labelled.append((r.get('tag', r['row']), (x, y), xerr, yerr))
+    for name, m in (('ablations (400 epochs)', 'o'), ('cold study (500 epochs)', '^')):
+        ax.plot([], [], m, color='grey', label=name)
+    ax.plot([], [], 's', color='tab:blue', label='cold start')
+    ax.plot([], [], 's', color='tab:orange', label='warm start')
     ax.set_xlabel('reconstruction PSNR (dB), mean over seeds', fontsize=8)
     ax.set_ylabel('panel neighbours above 35 dB (%)', fontsize=8)
     ax.tick_params(labelsize=7.5)
-    ax.legend(fontsize=7.5, loc='upper right')
+    ax.set_ylim(top=ax.get_ylim()[1] * 1.12)             # headroom for the labels above the top point
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    label_points(fig, ax, cold, fontsize=7.5)
+    fig.legend(loc='lower center', ncol=2, fontsize=7.5, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))                 # the legend below the axes, over no point
+    bars = [b for _, xy, xe, ye in labelled for b in bar_boxes(ax, *xy, xe, ye)]
+    label_points(fig, ax, [(tag, xy) for tag, xy, _, _ in labelled], bars, fontsize=7.5)
     abp.save_fig(fig, out / 'learned_mosaic_runs.png')
     return result
 
@@ -524,8 +550,8 @@ def theory(models, x, names, a, out):
         ax.set_xlabel('epoch', fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+    fig.legend(*axes[1].get_legend_handles_labels(), loc='lower center', ncol=4, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))                 # one legend below the panels, over no curve
     abp.save_fig(fig, out / 'learned_theory.png')
     return result
 

@@ -41,6 +41,7 @@ def metrics_macros(m):
                            ('Coverage', r['sample_coverage']), ('ZMean', vec(r['z_mean'], True)),
                            ('ZStd', vec(r['z_std'])), ('Epochs', r['epochs']), ('Seconds', f"{r['seconds']:.0f}"),
                            ('MsPerEpoch', f"{1000 * r['seconds_per_epoch']:.0f}"), ('Steps', r['langevin_steps']),
+                           ('StepWord', 'step' if r['langevin_steps'] == 1 else 'steps'),
                            ('StepSize', r['langevin_step_size']), ('StepMean', f"{r['langevin_step_mean']:.3f}"),
                            ('InterpD', vec(r['interp_d'])), ('GuardEvents', len(r.get('guard_events', [])))):
             lines.append(define(mode + key, value))
@@ -167,8 +168,9 @@ def before_after_macros(b):
 
 
 def study_table(rows):
-    """The cold-start study: label, PSNR, NN-PSNR (mean +- std over seeds), coverage, guard, ms/epoch per variant."""
-    return '\n'.join(f"{r['label']} & {' & '.join(seed_cells(r))} \\\\" for r in rows) + '\n'
+    """The cold-start study: tag (S1, S2, ...), label, PSNR, NN-PSNR (mean +- std over seeds), coverage, guard,
+    first-layer norm per variant."""
+    return '\n'.join(f"S{i + 1} & {r['label']} & {' & '.join(seed_cells(r))} \\\\" for i, r in enumerate(rows)) + '\n'
 
 
 def study_macros(rows):
@@ -198,7 +200,7 @@ def seeds_table(s):
 
 
 def seeds_macros(s):
-    """\\seedWarmReconMin, ...Max, ...Spread, \\seedWarmNnMin, ... and \\seedList."""
+    """\\seedWarmReconMin, ...Max, ...Spread, \\seedWarmNnMin, ..., \\seedColdZStdMax and \\seedList."""
     out = [define('seedList', ', '.join(map(str, s['seeds'])))]
     for mode in ('warm', 'cold'):
         for key, short in (('recon_psnr_db', 'Recon'), ('sample_nn_psnr_db_median', 'Nn')):
@@ -208,6 +210,9 @@ def seeds_macros(s):
         events = s['summary'][mode].get('guard_events')
         if events is not None:
             out.append(define(f'seed{mode.capitalize()}GuardEvents', sum(events)))
+        stds = [max(r[mode]['z_std']) for r in s['runs'] if 'z_std' in r.get(mode, {})]
+        if stds:                                        # the largest per-dimension std of z over the seeds
+            out.append(define(f'seed{mode.capitalize()}ZStdMax', f'{max(stds):.2f}'))
     return '\n'.join(out) + '\n'
 
 
@@ -229,9 +234,11 @@ def generalize_table(g):
     out = []
     for r in g['folders']:
         gone = any(r.get(m, {}).get('collapsed') for m in ('warm', 'cold'))
-        out.append(f"{r['folder']} & {r['note']} & {r.get('n_images', '--')} & {gen_cells(r, 'warm', 'recon_psnr_db', '.2f')} & "
+        same = next((d for d in g['folders'] if d['folder'] == r['folder'] and d['note'] == 'defaults'), {})
+        n, pca = r.get('n_images') or same.get('n_images'), r.get('pca_psnr_db') or same.get('pca_psnr_db')  # same images
+        out.append(f"{r['folder']} & {r['note']} & {n or '--'} & {gen_cells(r, 'warm', 'recon_psnr_db', '.2f')} & "
                    f"{gen_cells(r, 'cold', 'recon_psnr_db', '.2f')} & "
-                   f"{'--' if r.get('pca_psnr_db') is None else format(r['pca_psnr_db'], '.2f')} & "
+                   f"{'--' if pca is None else format(pca, '.2f')} & "
                    f"{gen_cells(r, 'warm', 'sample_coverage', 'd')}/{gen_cells(r, 'cold', 'sample_coverage', 'd')} & "
                    f"{gen_cells(r, 'warm', 'guard_events', 'd')}/{gen_cells(r, 'cold', 'guard_events', 'd')} & "
                    f"{'yes' if gone else 'no'}{', guard gave up' if 'stopped' in r else ''} \\\\")
@@ -241,7 +248,7 @@ def generalize_table(g):
 def generalize_macros(g):
     """Per folder run (photos; photos with note 'no step cap'): \\genPhotosWarmPsnr, \\genPhotosNoStepCapWarmPsnr,
     ...ColdPsnr, ...WarmNorm, ...WarmGuard; over the default runs: \\genGuardTotal (guard recoveries),
-    \\genCollapses, and the warm - cold gap \\genGapMin, \\genGapMax, \\genGapWithinThree (folders within 3 dB)."""
+    \\genCollapses, and the warm - cold gap \\genGapMin, \\genGapMax, \\genGapWithinTwoFive (folders within 2.5 dB)."""
     runs = [r for r in g['folders'] if r['note'] == 'defaults']
     both = [r for r in runs if 'warm' in r and 'cold' in r]
     gaps = [r['warm']['recon_psnr_db'] - r['cold']['recon_psnr_db'] for r in both]
@@ -249,7 +256,7 @@ def generalize_macros(g):
            define('genGuardTotal', sum(r[m]['guard_events'] for r in runs for m in ('warm', 'cold') if m in r)),
            define('genCollapses', sum(1 for r in runs for m in ('warm', 'cold') if r.get(m, {}).get('collapsed'))),
            define('genGapMin', f'{min(gaps):.1f}' if gaps else '--'), define('genGapMax', f'{max(gaps):.1f}' if gaps else '--'),
-           define('genGapWithinThree', sum(1 for v in gaps if v <= 3.0))]
+           define('genGapWithinTwoFive', sum(1 for v in gaps if v <= 2.5))]
     for r in g['folders']:
         name = macro_name('x', r['folder'], *([] if r['note'] == 'defaults' else r['note'].replace(',', ' ').split()))[1:]
         for mode in ('warm', 'cold'):
@@ -339,7 +346,7 @@ def learned_macros(d):
             out += [define(f'lrnMos{M}ThirtyFive', pct(nb['share_above_35db'])), define(f'lrnMos{M}Thirty', pct(nb['share_above_30db'])),
                     define(f'lrnMos{M}Median', f"{nb['median_db']:.1f}"),
                     define(f'lrnMos{M}Within', pct(m['square_share_within_3db_of_nearest_image_recon'])),
-                    define(f'lrnMos{M}MassMin', pct(min(mass))), define(f'lrnMos{M}MassMax', pct(max(mass))),
+                    define(f'lrnMos{M}MassMin', f'{100 * min(mass):.1f}'), define(f'lrnMos{M}MassMax', f'{100 * max(mass):.1f}'),
                     define(f'lrnMos{M}Cells', m['cells_in_square'])]
         for r in mo.get('studies', []):     # e.g. \\lrnMosColdStudySirThreeTwo, \\lrnMosAblationsColdFixed
             out.append(define('lrnMos' + macro_name('x', r['study'])[1:] + macro_name('x', r['row'])[1:],
@@ -371,12 +378,13 @@ def learned_macros(d):
 
 
 def mosaic_table(d):
-    """Per study row whose panels were measured (output/learned.json, mosaic.studies): start, change, share of
+    """Per study row whose panels were measured (output/learned.json, mosaic.studies): tag, start, change, share of
     neighbouring panel tiles above 35 dB and recon PSNR, each mean +- std over seeds."""
     rows = []
     for r in (d.get('mosaic') or {}).get('studies', []):
         share = f"{pct(r['share_above_35db'])}" + (f" $\\pm$ {pct(r['share_above_35db_std'])}" if r['share_above_35db_std'] is not None else '')
-        rows.append(f"{r['start']} & {r['label']} & {r['runs']} & {share} & {pm(r, 'recon_psnr_db')} \\\\")
+        rows.append(f"{r.get('tag', '')} & {r['start']} & {r['label']} & {r['runs']} & {share} & "
+                    f"{pm(r, 'recon_psnr_db')} \\\\")
     return '\n'.join(rows) + '\n'
 
 
