@@ -199,21 +199,26 @@ def seeds_table(s):
     return '\n'.join(out) + '\n'
 
 
-def seeds_macros(s):
+def seeds_macros(s, prefix='seed'):
     """\\seedWarmReconMin, ...Max, ...Spread, \\seedWarmNnMin, ..., \\seedColdZStdMax and \\seedList."""
-    out = [define('seedList', ', '.join(map(str, s['seeds'])))]
+    out = [define(f'{prefix}List', ', '.join(map(str, s['seeds'])))]
     for mode in ('warm', 'cold'):
         for key, short in (('recon_psnr_db', 'Recon'), ('sample_nn_psnr_db_median', 'Nn')):
             v = s['summary'][mode][key]
-            out += [define(f'seed{mode.capitalize()}{short}{k.capitalize()}', f'{v[k]:.2f}')
+            out += [define(f'{prefix}{mode.capitalize()}{short}{k.capitalize()}', f'{v[k]:.2f}')
                     for k in ('min', 'max', 'spread', 'mean', 'std') if k in v]
         events = s['summary'][mode].get('guard_events')
         if events is not None:
-            out.append(define(f'seed{mode.capitalize()}GuardEvents', sum(events)))
+            out.append(define(f'{prefix}{mode.capitalize()}GuardEvents', sum(events)))
         stds = [max(r[mode]['z_std']) for r in s['runs'] if 'z_std' in r.get(mode, {})]
         if stds:                                        # the largest per-dimension std of z over the seeds
-            out.append(define(f'seed{mode.capitalize()}ZStdMax', f'{max(stds):.2f}'))
+            out.append(define(f'{prefix}{mode.capitalize()}ZStdMax', f'{max(stds):.2f}'))
     return '\n'.join(out) + '\n'
+
+
+def beta1_macros(s):
+    """The seeds benchmark with --beta1 0.9 (output/beta1_0.9/seeds.json): \\seedBetaOneWarmReconMean, ..."""
+    return seeds_macros(s, prefix='seedBetaOne')
 
 
 def big(v):
@@ -403,6 +408,33 @@ def handout_macros(d):
     return '\n'.join(out) + '\n'
 
 
+def spikes_macros(d):
+    """bench/spikes.py (output/spikes.json, its summary): \\spkFolder, \\spkEpochs, \\spkSeeds; per variant and
+    mode (defaults, warm -> DefaultsWarm) \\spk<V><M>Events (summed over seeds), ...Final (mean final PSNR),
+    ...LateAdam, ...LateChain (the second half's per-epoch parts); over the defaults' events \\spk<M>EventAdam,
+    \\spk<M>EventChain (mean 5-epoch split), \\spk<M>EventStep (largest Adam step in the run-ups); and
+    \\spkQuietStep (the largest step of the default runs outside any event)."""
+    runs = d['runs']
+    out = [define('spkFolder', d['folder']), define('spkEpochs', runs[0]['epochs']),
+           define('spkSeeds', ', '.join(map(str, sorted({r['seed'] for r in runs}))))]
+    for key, modes in d['summary'].items():
+        for mode in ('warm', 'cold'):
+            v = modes.get(mode)
+            if v is None:
+                continue
+            name = macro_name('x', key.replace('.', '_'), mode)[1:]
+            out += [define(f'spk{name}Events', v['events']), define(f'spk{name}Final', f"{v['final_psnr_db']:.2f}"),
+                    define(f'spk{name}LateAdam', f"${v['late_adam_db']:+.2f}$"),
+                    define(f'spk{name}LateChain', f"${v['late_chain_db']:+.2f}$")]
+            if key == 'defaults' and v['events']:
+                m = mode.capitalize()
+                out += [define(f'spk{m}EventAdam', f"${v['event_adam_db']:+.1f}$"),
+                        define(f'spk{m}EventChain', f"${v['event_chain_db']:+.1f}$"),
+                        define(f'spk{m}EventStep', f"{v['event_step_max']:.2f}")]
+    out.append(define('spkQuietStep', f"{d['summary']['defaults']['largest_step_outside']:.2f}"))
+    return '\n'.join(out) + '\n'
+
+
 GENERATORS = [  # (input JSON in output/, output .tex in report/generated/, function)
     ('proposal_sweep.json', 'sweep.tex', sweep_table),
     ('proposal_sweep.json', 'sweep_macros.tex', sweep_macros),
@@ -422,6 +454,8 @@ GENERATORS = [  # (input JSON in output/, output .tex in report/generated/, func
     ('learned.json', 'learned_macros.tex', learned_macros),
     ('learned.json', 'mosaic.tex', mosaic_table),
     ('handout_cold.json', 'handout_macros.tex', handout_macros),
+    ('spikes.json', 'spikes_macros.tex', spikes_macros),
+    ('beta1_0.9/seeds.json', 'beta1_macros.tex', beta1_macros),
 ]
 
 

@@ -89,9 +89,55 @@ def test_seed_summary_is_mean_and_sample_std():
     assert (got['min'], got['max'], got['spread']) == (30.2, 31.5, 1.3)
 
 
-def test_spike_drops_are_measured_from_the_best_so_far():
-    """spikes.py: the largest fall below the running best (not below the final value), where it happened,
-    and how many points sat 3 dB or more below the best."""
+def test_spike_events_are_episodes_below_the_best_so_far():
+    """spikes.py: an event starts 6 dB below the running best (not below the final value) and ends within 3 dB
+    of it; the change over the epochs that led into it is split exactly into the Adam steps' part (after - psnr,
+    same codes) and the chains' part (next psnr - after, same parameters); the quiet epochs' largest step
+    leaves out every event's run-up."""
     import spikes
-    assert spikes.drops([10, 20, 12, 25, 24, 30, 21]) == (9, 7, 2)
-    assert spikes.drops([1, 2, 3]) == (0.0, 0, 0)
+    psnr = [10, 20, 13, 13.5, 18, 25, 30, 23, 22, 31, 31]
+    after = [11, 19, 13, 14, 19, 26, 24, 22, 30, 31, 31]     # epoch 7's Adam step costs 6 dB, its chains gain 1
+    step = [1, 1, 1, 1, 1, 1, 9, 1, 1, 2, 1.5]
+    series = {'psnr': psnr, 'after': after, 'step': step, 'burst': step}
+    ev, rest = spikes.events(series, run_up=2)
+    assert [(e['epoch'], e['best_epoch'], e['depth_db']) for e in ev] == [(3, 2, 7.0), (8, 7, 8.0)]
+    assert (ev[1]['adam_db'], ev[1]['chain_db'], ev[1]['step_max']) == ((26 - 25) + (24 - 30), (30 - 26) + (23 - 24), 9)
+    assert (ev[0]['adam_db'], ev[0]['chain_db']) == ((11 - 10) + (19 - 20), (20 - 11) + (13 - 19))
+    for e in ev:        # the split adds up to the change over the run-up
+        assert e['adam_db'] + e['chain_db'] == psnr[e['epoch'] - 1] - psnr[max(0, e['epoch'] - 3)]
+    assert rest == 2
+    flat = {'psnr': [1, 2, 3], 'after': [1, 2, 3], 'step': [1, 2, 3], 'burst': [1, 1, 1]}
+    assert spikes.events(flat) == ([], 3)
+    row = spikes.score(series)
+    assert row['late_adam_db'] == pytest.approx(sum(after[t] - psnr[t] for t in range(5, 10)) / 5, abs=1e-3)
+    assert row['late_chain_db'] == pytest.approx(sum(psnr[t + 1] - after[t] for t in range(5, 10)) / 5, abs=1e-3)
+
+
+def test_adam_step_is_the_step_adam_took_in_units_of_the_lr():
+    """spikes.adam_step against the parameters' actual move: with one parameter tensor and no weight decay,
+    Adam moves p by lr * m_hat / (sqrt(v_hat) + eps), so RMS(move) / lr is the reported step."""
+    import spikes
+    torch = pytest.importorskip('torch')
+    torch.manual_seed(0)
+    p, c = torch.nn.Parameter(torch.randn(50)), torch.randn(50)
+    opt = torch.optim.Adam([p], lr=1e-2, betas=(0.5, 0.999))
+    for scale in [1.0] * 3 + [0.01] * 3000 + [1.0]:   # a long quiet stretch, then a burst
+        before = p.detach().clone()
+        opt.zero_grad()
+        (scale * (c * p).sum()).backward()
+        opt.step()
+        step, burst = spikes.adam_step(opt)
+        if scale == 1.0:
+            assert step == pytest.approx((p.detach() - before).pow(2).mean().sqrt().item() / 1e-2, rel=1e-4)
+    # v_hat still remembers the quiet gradients while m_hat holds half the new one: near (1 - b1) / sqrt(1 - b2)
+    assert 10 < step <= 0.5 / 0.001 ** 0.5 and burst > 10
+
+
+def test_spike_rows_merge_by_run():
+    """spikes.py keeps the runs of an earlier invocation that this one did not redo, and never a stale copy of
+    one it did."""
+    import spikes
+    key = dict(flags='', seed=1, epochs=800, folder='faces')
+    new = [{**key, 'variant': 'defaults', 'mode': 'warm', 'late_adam_db': 0.1}]
+    old = [{**key, 'variant': 'defaults', 'mode': 'warm'}, {**key, 'variant': 'beta1_0.9', 'mode': 'warm'}]
+    assert spikes.merged(new, old) == [new[0], old[1]]
