@@ -217,7 +217,7 @@ def label_points(fig, ax, points, obstacles, fontsize, bbox=None):
         for dx, dy, ha in offsets:
             t = ax.annotate(label, xy, xytext=(dx, dy), textcoords='offset points', ha=ha, fontsize=fontsize,
                             bbox=bbox)
-            box = t.get_window_extent(renderer).expanded(1.08, 1.15)
+            box = t.get_window_extent(renderer).padded(3)          # a gap of 3 px: short labels stay apart
             tried.append((clash(box), len(tried), dx, dy, ha, box))
             t.remove()
             if tried[-1][0] == 0:

@@ -1,7 +1,7 @@
 """Why default runs still spike: each PSNR drop split into what the chains did and what Adam did, guard off.
 
     pip install scikit-image
-    python bench/spikes.py                                   # about 25 minutes on 2 cores
+    python bench/spikes.py                                   # about 40 minutes on 2 cores
 
 On a folder where the guard had to step in on default runs (bench/make_folders.py's faces: 12 faces, 25 px
 upscaled, fitted to 40 dB and more), trains each variant's flags for --epochs epochs per mode and seed with
@@ -145,7 +145,10 @@ def summary(rows):
                                   'late_chain_db': mean([r['late_chain_db'] for r in rs]),
                                   'event_adam_db': mean([e['adam_db'] for e in ev]),
                                   'event_chain_db': mean([e['chain_db'] for e in ev]),
-                                  'event_step_max': max([e['step_max'] for e in ev], default=None)}
+                                  'event_step_max': max([e['step_max'] for e in ev], default=None),
+                                  'event_burst_max': max([e['burst_max'] for e in ev], default=None),
+                                  'step_outside_max': max([r['largest_step_outside'] for r in rs
+                                                           if r['largest_step_outside'] is not None], default=None)}
         out[key]['largest_step_outside'] = max([r['largest_step_outside'] for r in rows if r['variant'] == key
                                                 and r['largest_step_outside'] is not None], default=None)
     return out
@@ -197,7 +200,7 @@ def main():
                         f"{r['late_adam_db']:+.2f}, chains {r['late_chain_db']:+.2f}", flush=True)
                 abp.write_json({'folder': a.folder, 'runs': merged(rows, old)}, path)
     runs = merged(rows, old)
-    abp.write_json({'folder': a.folder, 'summary': summary(runs), 'runs': runs}, path)
+    abp.write_json({'folder': a.folder, 'run_up': RUN_UP, 'summary': summary(runs), 'runs': runs}, path)
     for key, modes in summary(runs).items():
         print(f"{key:12s} " + '; '.join(f"{m}: {v['events']} events, final {v['final_psnr_db']:.2f} dB, 2nd half "
                                         f"Adam {v['late_adam_db']:+.2f} dB/epoch" for m, v in modes.items()

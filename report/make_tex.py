@@ -412,10 +412,10 @@ def spikes_macros(d):
     """bench/spikes.py (output/spikes.json, its summary): \\spkFolder, \\spkEpochs, \\spkSeeds; per variant and
     mode (defaults, warm -> DefaultsWarm) \\spk<V><M>Events (summed over seeds), ...Final (mean final PSNR),
     ...LateAdam, ...LateChain (the second half's per-epoch parts); over the defaults' events \\spk<M>EventAdam,
-    \\spk<M>EventChain (mean 5-epoch split), \\spk<M>EventStep (largest Adam step in the run-ups); and
-    \\spkQuietStep (the largest step of the default runs outside any event)."""
+    \\spk<M>EventChain (mean 5-epoch split; ...PerEpoch: divided by the run-up), \\spk<M>EventStep (largest
+    Adam step in the run-ups) and \\spk<M>QuietStep (the largest outside any event)."""
     runs = d['runs']
-    out = [define('spkFolder', d['folder']), define('spkEpochs', runs[0]['epochs']),
+    out = [define('spkFolder', d['folder']), define('spkEpochs', runs[0]['epochs']), define('spkRunUp', d['run_up']),
            define('spkSeeds', ', '.join(map(str, sorted({r['seed'] for r in runs}))))]
     for key, modes in d['summary'].items():
         for mode in ('warm', 'cold'):
@@ -427,11 +427,13 @@ def spikes_macros(d):
                     define(f'spk{name}LateAdam', f"${v['late_adam_db']:+.2f}$"),
                     define(f'spk{name}LateChain', f"${v['late_chain_db']:+.2f}$")]
             if key == 'defaults' and v['events']:
-                m = mode.capitalize()
+                m, k = mode.capitalize(), d['run_up']
                 out += [define(f'spk{m}EventAdam', f"${v['event_adam_db']:+.1f}$"),
                         define(f'spk{m}EventChain', f"${v['event_chain_db']:+.1f}$"),
-                        define(f'spk{m}EventStep', f"{v['event_step_max']:.2f}")]
-    out.append(define('spkQuietStep', f"{d['summary']['defaults']['largest_step_outside']:.2f}"))
+                        define(f'spk{m}EventAdamPerEpoch', f"${v['event_adam_db'] / k:+.2f}$"),
+                        define(f'spk{m}EventChainPerEpoch', f"${v['event_chain_db'] / k:+.2f}$"),
+                        define(f'spk{m}EventStep', f"{v['event_step_max']:.2f}"),
+                        define(f'spk{m}QuietStep', f"{v['step_outside_max']:.2f}")]
     return '\n'.join(out) + '\n'
 
 
