@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.transforms import Bbox
 from PIL import Image
 
 from common import abp, finished, flags_key, load_generator, parser, require_images, run_cached, short_run
@@ -195,30 +197,31 @@ def study_mosaics(out_dir):
 
 @torch.no_grad()
 
+def clash(box, ax, dots, placed, obstacles):
+    """How badly a label's display-space box sits: 100 if it leaves the axes, 10 per point or placed label it
+    covers, 1 per obstacle it touches; 0 is a free place."""
+    inside = ax.bbox.contains(box.x0, box.y0) and ax.bbox.contains(box.x1, box.y1)
+    return (not inside) * 100 + 10 * sum(box.contains(*d) for d in dots) \
+        + 10 * sum(box.overlaps(b) for b in placed) + sum(box.overlaps(b) for b in obstacles)
+
+
 def label_points(fig, ax, points, obstacles, fontsize, bbox=None):
-    """Name each (label, (x, y)) point beside it, at the first of a few offsets where the label's box stays inside
-    the axes and clear of the labels placed before it, of every point and of `obstacles` (display-space
-    Bboxes: error bars, the legend); if there is no such offset, at the one that overlaps least; bbox: the
-    labels' box style (matplotlib's annotate). Returns None."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    """Name each (label, (x, y)) point beside it, at the first of a few offsets where the label's box is free
+    (clash: inside the axes, clear of every point, of the labels placed before it and of `obstacles`, display-
+    space Bboxes such as error bars); if there is none, at the one that clashes least; bbox: the labels' box
+    style (matplotlib's annotate). Returns None."""
     renderer = FigureCanvasAgg(fig).get_renderer()
     dots = [ax.transData.transform(xy) for _, xy in points]
     placed = []
     offsets = [(4, 3, 'left'), (4, -10, 'left'), (-4, 3, 'right'), (-4, -10, 'right'), (0, 7, 'center'),
                (0, -14, 'center'), (4, 10, 'left'), (-4, 10, 'right'), (4, -17, 'left'), (-4, -17, 'right')]
-
-    def clash(box):
-        inside = ax.bbox.contains(box.x0, box.y0) and ax.bbox.contains(box.x1, box.y1)
-        return (not inside) * 100 + sum(box.contains(*d) for d in dots) * 10 \
-            + sum(box.overlaps(b) for b in placed) * 10 + sum(box.overlaps(b) for b in obstacles)
-
     for label, xy in points:
         tried = []
         for dx, dy, ha in offsets:
             t = ax.annotate(label, xy, xytext=(dx, dy), textcoords='offset points', ha=ha, fontsize=fontsize,
                             bbox=bbox)
             box = t.get_window_extent(renderer).padded(3)          # a gap of 3 px: short labels stay apart
-            tried.append((clash(box), len(tried), dx, dy, ha, box))
+            tried.append((clash(box, ax, dots, placed, obstacles), len(tried), dx, dy, ha, box))
             t.remove()
             if tried[-1][0] == 0:
                 break
@@ -229,7 +232,6 @@ def label_points(fig, ax, points, obstacles, fontsize, bbox=None):
 
 def bar_boxes(ax, x, y, xerr, yerr):
     """Display-space boxes of a point's two error bars."""
-    from matplotlib.transforms import Bbox
     lo, hi = ax.transData.transform((x - xerr, y - yerr)), ax.transData.transform((x + xerr, y + yerr))
     mid = ax.transData.transform((x, y))
     return [Bbox([[lo[0], mid[1] - 1], [hi[0], mid[1] + 1]]), Bbox([[mid[0] - 1, lo[1]], [mid[0] + 1, hi[1]]])]
@@ -287,7 +289,7 @@ def mosaic(models, x, names, a, out):
     ax = fig.subplots()
     shown = [r for r in result['studies'] if r['recon_psnr_db'] >= MOSAIC_MIN_DB]   # not the mean-image runs
     marker = {'ablations': 'o', 'cold_study': '^'}
-    labelled, bars = [], []
+    labelled = []
     for r in shown:
         x, y = r['recon_psnr_db'], 100 * r['share_above_35db']
         xerr, yerr = r['recon_psnr_db_std'] or 0, 100 * (r['share_above_35db_std'] or 0)

@@ -200,8 +200,9 @@ def main():
                         f"{r['late_adam_db']:+.2f}, chains {r['late_chain_db']:+.2f}", flush=True)
                 abp.write_json({'folder': a.folder, 'runs': merged(rows, old)}, path)
     runs = merged(rows, old)
-    abp.write_json({'folder': a.folder, 'run_up': RUN_UP, 'summary': summary(runs), 'runs': runs}, path)
-    for key, modes in summary(runs).items():
+    table = summary(runs)
+    abp.write_json({'folder': a.folder, 'run_up': RUN_UP, 'summary': table, 'runs': runs}, path)
+    for key, modes in table.items():
         print(f"{key:12s} " + '; '.join(f"{m}: {v['events']} events, final {v['final_psnr_db']:.2f} dB, 2nd half "
                                         f"Adam {v['late_adam_db']:+.2f} dB/epoch" for m, v in modes.items()
                                         if isinstance(v, dict)))
