@@ -201,7 +201,11 @@ def build_parser():
     p.add_argument('--prior_sigma', type=positive(float), default=1.0, help='std of the prior of z [1]')
     # learning (eq. 7)
     p.add_argument('--lr', type=positive(float), default=5e-3, help='Adam learning rate [4e-4]')
-    p.add_argument('--beta1', type=unit_interval, default=0.5, help='Adam beta1 [0.5]')
+    p.add_argument('--beta1', type=unit_interval, default=0.8,
+                   help='Adam beta1, warm start: 0.8 puts Adam\'s edge of stability at 18/lr, not 6/lr, and the run '
+                        'sits less far above it (README, bench/sharpness.py) [0.5]')
+    p.add_argument('--cold_beta1', type=unit_interval, default=0.5,
+                   help='Adam beta1, cold start: kept at the course value until a larger one is measured over seeds (README) [0.5]')
     p.add_argument('--beta2', type=unit_interval, default=0.999, help='Adam beta2 [0.999]')
     p.add_argument('--gamma', type=unit_interval, default=0.999,
                    help='per-epoch lr decay: 0.999 leaves 13%% of lr at epoch 2000; 0.996 left 1.8%% at 1000 [0.996]')
@@ -267,8 +271,8 @@ def parse_args(argv=None):
 
 @dataclasses.dataclass(frozen=True)
 class Chain:
-    """One start mode's inference settings, resolved from the flags once (chain_for) and passed down:
-    the loop runs them, its messages name them and metrics.json reports them."""
+    """One start mode's settings, resolved from the flags once (chain_for) and passed down: the loop runs
+    them, its messages name them and metrics.json reports them."""
     mode: str           # 'warm' or 'cold'
     init: str           # where each epoch's chains start: 'warm' (each image's current z) or a COLD_INITS name
     steps: int          # Langevin steps per epoch (eq. 6)
@@ -277,6 +281,7 @@ class Chain:
     proposals: int      # prior draws per epoch, init 'sir'
     sobol: bool         # ... drawn as a scrambled Sobol sequence (quasi_prior), not independently
     n_chains: int       # chains per image, init 'chains'
+    beta1: float = 0.5  # Adam's beta1 for this mode's learning step (eq. 7)
 
     @property
     def step_flag(self):
@@ -287,14 +292,14 @@ class Chain:
 def chain_for(args, mode):
     """The Chain of `mode` ('warm' or 'cold') from the flags in args: the one place a mode's settings are chosen.
     Standardisation defaults to on for warm, off for cold (cold chains restart from the prior every epoch,
-    so their z is at the prior's scale already)."""
+    so their z is at the prior's scale already); Adam's beta1 is --beta1 for warm, --cold_beta1 for cold."""
     standardize = (mode == 'warm') if args.standardize_z is None else args.standardize_z
     if mode == 'warm':
         return Chain('warm', 'warm', args.langevin_num_steps, args.langevin_step_size, standardize,
-                     args.cold_proposals, args.cold_sobol, args.cold_chains)
+                     args.cold_proposals, args.cold_sobol, args.cold_chains, args.beta1)
     if mode == 'cold':
         return Chain('cold', args.cold_init, args.cold_langevin_num_steps, args.cold_langevin_step_size, standardize,
-                     args.cold_proposals, args.cold_sobol, args.cold_chains)
+                     args.cold_proposals, args.cold_sobol, args.cold_chains, args.cold_beta1)
     raise ValueError(f"start mode must be 'warm' or 'cold', got {mode!r}")
 
 
@@ -1221,7 +1226,7 @@ def new_state(args, n, chain=None):
     """Everything training changes, in one dict: model, optimiser, schedule, latents, curves, guard."""
     set_seed(args.seed)
     model = Model(args, chain).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(model.chain.beta1, args.beta2))
     z_0 = sample_gaussian_prior(n, args.nz, args.prior_sigma)
     state = {'model': model, 'optimizer': optimizer,
              'scheduler': torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=args.gamma),
@@ -1422,7 +1427,7 @@ def run(args, exp_dir, logger, chain=None, data=None):
     metrics.update(epochs=args.n_epochs, seconds=round(seconds, 2),
                    seconds_per_epoch=round(seconds / args.n_epochs, 4),
                    interp_d=[round(v, 4) for v in interp_half_width(z).tolist()],
-                   langevin_steps=chain.steps, langevin_step_size=chain.step_size,
+                   langevin_steps=chain.steps, langevin_step_size=chain.step_size, beta1=chain.beta1,
                    langevin_step_mean=round(float(torch.as_tensor(langevin_step(chain, state, args)).mean()), 5),
                    first_layer_norm=round(model.Gnet.fc.weight.norm().item(), 3),    # grows if chains overshoot
                    cold_init=chain.init if chain.mode == 'cold' else None, guard_events=events, images=names)

@@ -19,7 +19,9 @@ NOT_IN_KEY = ('out_dir', 'threads', 'resume', 'parallel')   # where a run goes a
 
 
 def flags_key(flags):
-    """The flags (a dict like vars(args)) that decide a run's result: all but NOT_IN_KEY, as JSON stores them."""
+    """The flags (a dict like vars(args)) that decide a run's result: all but NOT_IN_KEY, as JSON stores them.
+    A run recorded before --cold_beta1 existed trained both modes with --beta1, and is keyed so."""
+    flags = {'cold_beta1': flags['beta1'], **flags} if 'beta1' in flags else flags
     return json.loads(json.dumps({k: v for k, v in sorted(flags.items()) if k not in NOT_IN_KEY}))
 
 

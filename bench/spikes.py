@@ -37,8 +37,9 @@ from common import abp, parser
 from make_folders import make_folders
 
 VARIANTS = [  # (key, flags changed from the defaults, the modes they change)
-    ('defaults', [], ('warm', 'cold')),
-    ('beta1_0.9', ['--beta1', '0.9'], ('warm', 'cold')),           # Adam's momentum averages over 10 steps, not 2
+    ('beta1_0.5', ['--beta1', '0.5'], ('warm', 'cold')),           # the defaults before --cold_beta1 (cold's still)
+    ('beta1_0.8', ['--beta1', '0.8', '--cold_beta1', '0.8'], ('warm', 'cold')),   # Adam's momentum over 5 steps
+    ('beta1_0.9', ['--beta1', '0.9', '--cold_beta1', '0.9'], ('warm', 'cold')),   # over 10 steps, not 2
     ('proposals_64', ['--cold_proposals', '64'], ('cold',)),       # cold chains start nearer each image's code
 ]
 DROP_DB, BACK_DB = abp.GUARD_DROP_DB, 3.0   # an event starts 6 dB below the best so far, ends within 3 dB of it

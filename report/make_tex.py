@@ -48,7 +48,7 @@ def metrics_macros(m):
     lines += [define('pcaReconPsnr', f"{m['pca']['recon_psnr_db']:.2f}"), define('nImages', m['n_images']),
               define('totalSeconds', f"{m['total_seconds']:.0f}"), define('totalMinutes', f"{m['total_seconds'] / 60:.1f}")]
     a = m.get('args', {})
-    for k in ('lr', 'gamma', 'mse_sigma', 'prior_sigma', 'n_epochs', 'gen_width', 'beta1', 'seed', 'cold_proposals',
+    for k in ('lr', 'gamma', 'mse_sigma', 'prior_sigma', 'n_epochs', 'gen_width', 'beta1', 'cold_beta1', 'seed', 'cold_proposals',
               'langevin_step_cap', 'curvature_every'):
         if k in a:
             lines.append(define(macro_name('arg', k), a[k]))
@@ -221,6 +221,30 @@ def beta1_macros(s):
     return seeds_macros(s, prefix='seedBetaOne')
 
 
+def beta1_half_macros(s):
+    """The seeds benchmark at the defaults before --cold_beta1, beta1 0.5 in both modes
+    (output/beta1_0.5/seeds.json): \\seedBetaHalfWarmReconMean, ..."""
+    return seeds_macros(s, prefix='seedBetaHalf')
+
+
+def sharpness_macros(d):
+    """bench/sharpness.py (output/sharpness.json): \\shpFolder, \\shpEpochs, \\shpEvery, \\shpIters; per variant
+    (beta1_0.5 -> BetaOneZeroFive) \\shp<V>Median, ...Max, ...Share (% of measurements above 0.9 of the
+    threshold), ...ShareOne (% above the threshold), ...Fall (largest fall, dB), ...Shortfall (mean shortfall below the best so far, dB), ...Final."""
+    r0 = d['runs'][0]
+    out = [define('shpFolder', d['folder']), define('shpEpochs', r0['epochs']), define('shpEvery', r0['every']),
+           define('shpIters', r0['iters']), define('shpSeed', r0['seed']), define('shpMode', r0['mode'])]
+    for r in d['runs']:
+        name = macro_name('x', r['variant'].replace('.', '_'))[1:]
+        out += [define(f'shp{name}Median', f"{r['ratio_median']:.2f}"), define(f'shp{name}Max', f"{r['ratio_max']:.2f}"),
+                define(f'shp{name}Share', f"{100 * r['share_above_0.9']:.0f}"),
+                define(f'shp{name}ShareOne', f"{100 * r['share_above_1']:.0f}"),
+                define(f'shp{name}Fall', f"{r['largest_fall_db']:.2f}"),
+                define(f'shp{name}Shortfall', f"{r['mean_shortfall_db']:.2f}"),
+                define(f'shp{name}Final', f"{r['final_psnr_db']:.2f}")]
+    return '\n'.join(out) + '\n'
+
+
 def big(v):
     """A number to one decimal, or as m x 10^e (in math mode) once it has five digits or more."""
     if abs(v) < 1e4:
@@ -253,6 +277,7 @@ def generalize_table(g):
 def generalize_macros(g):
     """Per folder run (photos; photos with note 'no step cap'): \\genPhotosWarmPsnr, \\genPhotosNoStepCapWarmPsnr,
     ...ColdPsnr, ...WarmNorm, ...WarmGuard; over the default runs: \\genGuardTotal (guard recoveries),
+    \\genWarmGuardRuns, \\genColdGuardRuns (runs of the mode with a recovery),
     \\genCollapses, and the warm - cold gap \\genGapMin, \\genGapMax, \\genGapWithinTwoFive (folders within 2.5 dB)."""
     runs = [r for r in g['folders'] if r['note'] == 'defaults']
     both = [r for r in runs if 'warm' in r and 'cold' in r]
@@ -262,6 +287,8 @@ def generalize_macros(g):
            define('genCollapses', sum(1 for r in runs for m in ('warm', 'cold') if r.get(m, {}).get('collapsed'))),
            define('genGapMin', f'{min(gaps):.1f}' if gaps else '--'), define('genGapMax', f'{max(gaps):.1f}' if gaps else '--'),
            define('genGapWithinTwoFive', sum(1 for v in gaps if v <= 2.5))]
+    for mode in ('warm', 'cold'):                   # runs of this mode in which the guard acted
+        out.append(define(f'gen{mode.capitalize()}GuardRuns', sum(1 for r in runs if r.get(mode, {}).get('guard_events'))))
     for r in g['folders']:
         name = macro_name('x', r['folder'], *([] if r['note'] == 'defaults' else r['note'].replace(',', ' ').split()))[1:]
         for mode in ('warm', 'cold'):
@@ -410,8 +437,8 @@ def handout_macros(d):
 
 def spikes_macros(d):
     """bench/spikes.py (output/spikes.json, its summary): \\spkFolder, \\spkEpochs, \\spkSeeds; per variant and
-    mode (defaults, warm -> DefaultsWarm) \\spk<V><M>Events (summed over seeds), ...Final (mean final PSNR),
-    ...LateAdam, ...LateChain (the second half's per-epoch parts); over the defaults' events \\spk<M>EventAdam,
+    mode (beta1_0.5, warm -> BetaOneZeroFiveWarm) \\spk<V><M>Events (summed over seeds), ...Final (mean final PSNR),
+    ...LateAdam, ...LateChain (the second half's per-epoch parts); over beta1_0.5's events (the defaults before --cold_beta1) \\spk<M>EventAdam,
     \\spk<M>EventChain (mean 5-epoch split; ...PerEpoch: divided by the run-up), \\spk<M>EventStep (largest
     Adam step in the run-ups) and \\spk<M>QuietStep (the largest outside any event)."""
     runs = d['runs']
@@ -426,7 +453,7 @@ def spikes_macros(d):
             out += [define(f'spk{name}Events', v['events']), define(f'spk{name}Final', f"{v['final_psnr_db']:.2f}"),
                     define(f'spk{name}LateAdam', f"${v['late_adam_db']:+.2f}$"),
                     define(f'spk{name}LateChain', f"${v['late_chain_db']:+.2f}$")]
-            if key == 'defaults' and v['events']:
+            if key == 'beta1_0.5' and v['events']:
                 m, k = mode.capitalize(), d['run_up']
                 out += [define(f'spk{m}EventAdam', f"${v['event_adam_db']:+.1f}$"),
                         define(f'spk{m}EventChain', f"${v['event_chain_db']:+.1f}$"),
@@ -434,6 +461,25 @@ def spikes_macros(d):
                         define(f'spk{m}EventChainPerEpoch', f"${v['event_chain_db'] / k:+.2f}$"),
                         define(f'spk{m}EventStep', f"{v['event_step_max']:.2f}"),
                         define(f'spk{m}QuietStep', f"{v['step_outside_max']:.2f}")]
+    return '\n'.join(out) + '\n'
+
+
+PROVENANCE = ('ablations', 'occlusion', 'learned', 'generalize')   # studies with warm runs of their own
+
+
+def provenance_macros(out_dir):
+    """Adam's beta1 the warm runs of each study in PROVENANCE were trained with, read from their runs' own
+    args (summary.json / metrics.json under output/<study>/): \\provAblationsWarmBetaOne, ... (values joined
+    by ', ' if they differ), so a table run before a change of the defaults says which it ran with."""
+    out = []
+    for study in PROVENANCE:
+        values = set()
+        for f in sorted((out_dir / study).glob('**/*.json')):
+            a = json.loads(f.read_text()).get('args') if f.name in ('summary.json', 'metrics.json') else None
+            if a and a.get('start') in ('warm', 'both') and 'beta1' in a:
+                values.add(a['beta1'])
+        if values:
+            out.append(define(macro_name('prov', study, 'warm', 'beta1'), ', '.join(map(str, sorted(values)))))
     return '\n'.join(out) + '\n'
 
 
@@ -458,6 +504,9 @@ GENERATORS = [  # (input JSON in output/, output .tex in report/generated/, func
     ('handout_cold.json', 'handout_macros.tex', handout_macros),
     ('spikes.json', 'spikes_macros.tex', spikes_macros),
     ('beta1_0.9/seeds.json', 'beta1_macros.tex', beta1_macros),
+    ('beta1_0.5/seeds.json', 'beta1_half_macros.tex', beta1_half_macros),
+    ('sharpness.json', 'sharpness_macros.tex', sharpness_macros),
+    (None, 'provenance_macros.tex', provenance_macros),          # reads the runs under output/ itself
 ]
 
 
@@ -466,11 +515,11 @@ def make_all(out_dir, gen_dir):
     gen_dir.mkdir(parents=True, exist_ok=True)
     made = {}
     for src, dst, fn in GENERATORS:
-        path = out_dir / src
-        if not path.exists():
+        path = None if src is None else out_dir / src
+        if path is not None and not path.exists():
             print(f'make_tex.py: note: {path} is missing; {dst} not written', file=sys.stderr)
             continue
-        made[dst] = fn(json.loads(path.read_text()))
+        made[dst] = fn(out_dir) if path is None else fn(json.loads(path.read_text()))
         tmp = gen_dir / f'.tmp-{dst}'
         tmp.write_text(made[dst])
         tmp.replace(gen_dir / dst)

@@ -141,3 +141,38 @@ def test_spike_rows_merge_by_run():
     new = [{**key, 'variant': 'defaults', 'mode': 'warm', 'late_adam_db': 0.1}]
     old = [{**key, 'variant': 'defaults', 'mode': 'warm'}, {**key, 'variant': 'beta1_0.9', 'mode': 'warm'}]
     assert spikes.merged(new, old) == [new[0], old[1]]
+
+
+def test_preconditioned_sharpness_matches_the_explicit_hessian():
+    """sharpness.top_eigenvalue against an independent computation: on a generator small enough to form
+    its Hessian (torch.autograd.functional.hessian over all parameters as one vector), the largest
+    eigenvalue of P^-1/2 H P^-1/2, with P Adam's preconditioner after 5 steps computed here from its state;
+    run long enough, the power iteration reaches it. And Adam's threshold."""
+    import sharpness
+    torch = pytest.importorskip('torch')
+    torch.manual_seed(0)
+    model = abp.Model(abp.parse_args(['--img_size', '8', '--gen_width', '1', '--gen_max_ch', '2']))
+    params = list(model.parameters())
+    opt = torch.optim.Adam(params, lr=1e-2, betas=(0.8, 0.999))
+    z, x = torch.randn(3, 2), torch.rand(3, 3, 8, 8) * 2 - 1
+    for _ in range(5):
+        opt.zero_grad()
+        abp.recon_loss(model(z), x, 2.0).backward()
+        opt.step()
+    shapes, sizes = [p.shape for p in params], [p.numel() for p in params]
+
+    def loss_of(flat):
+        ws = [w.view(s) for w, s in zip(flat.split(sizes), shapes)]
+        return abp.recon_loss(torch.func.functional_call(model, dict(zip(
+            [n for n, _ in model.named_parameters()], ws)), (z.double(),)), x.double(), 2.0)
+    flat = torch.cat([p.detach().flatten() for p in params]).double()
+    model.double()
+    h = torch.autograd.functional.hessian(loss_of, flat)
+    b1, b2 = opt.param_groups[0]['betas']                  # P = (1 - b1^t) (sqrt(v_hat) + eps), from Adam's state
+    d = torch.cat([((1 - b1 ** 5) * ((opt.state[p]['exp_avg_sq'] / (1 - b2 ** 5)).sqrt() + 1e-8)).rsqrt().flatten()
+                   for p in params]).double()
+    expected = torch.linalg.eigvalsh(d[:, None] * h * d[None, :])[-1].item()
+    u = [torch.randn(p.shape, dtype=torch.float64) for p in params]
+    lam, _ = sharpness.top_eigenvalue(model, opt, z.double(), x.double(), 2.0, u, 300)
+    assert lam == pytest.approx(expected, rel=1e-3)
+    assert sharpness.threshold(0.5, 0.1) == pytest.approx(60.0) and sharpness.threshold(0.9, 1.0) == pytest.approx(38.0)

@@ -1,4 +1,5 @@
 """The maths of eq. 3, 6 and 7 against independent closed forms, and warm/cold semantics."""
+import argparse
 import json
 
 import pytest
@@ -250,6 +251,18 @@ def test_cold_uses_its_own_chain_settings(mode, steps, s, img_dir, tmp_path, mon
     assert {k: len(v) for k, v in trace.items()} == {'1': steps, '3': steps}
     m = json.loads((tmp_path / mode / 'metrics.json').read_text())
     assert (m['langevin_steps'], m['langevin_step_size']) == (steps, s)
+
+
+@pytest.mark.parametrize('mode,beta1', [('warm', 0.7), ('cold', 0.6)])
+def test_each_mode_learns_with_its_own_beta1(mode, beta1, img_dir, tmp_path, fast_figures):
+    """Adam's beta1 is --beta1 for a warm run and --cold_beta1 for a cold one: in the optimiser the run
+    checkpointed and in metrics.json; a bare Namespace from before --cold_beta1 gets the default."""
+    abp.main(tiny_argv(img_dir, tmp_path, '--start', mode, '--n_epochs', '2', '--beta1', '0.7', '--cold_beta1', '0.6'))
+    ck = torch.load(tmp_path / mode / 'checkpoint.pt', weights_only=False)
+    assert ck['optimizer']['param_groups'][0]['betas'] == (beta1, 0.999)
+    assert json.loads((tmp_path / mode / 'metrics.json').read_text())['beta1'] == beta1
+    old = argparse.Namespace(**{k: v for k, v in vars(abp.parse_args([])).items() if k != 'cold_beta1'})
+    assert abp.chain_for(abp.with_defaults(old), 'cold').beta1 == abp.flag_defaults()['cold_beta1']
 
 
 def test_posterior_width_is_measured_on_the_curvature_every_schedule(img_dir, tmp_path, monkeypatch, fast_figures):
