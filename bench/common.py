@@ -110,6 +110,32 @@ def parser(doc, writes, img_dir=True):
     return p
 
 
+def folder_study_parser(doc, writes, variants, epochs, seeds):
+    """parser() for a study of flag variants on one bench/make_folders.py folder, guard off: --data_dir, --folder,
+    --epochs, --seeds, --variants (the keys of `variants`, each (key, flags, ...)) and --threads."""
+    p = parser(doc, writes, img_dir=False)
+    p.add_argument('--data_dir', default='/tmp/abp_folders', help='where the folders are made (default: /tmp/abp_folders)')
+    p.add_argument('--folder', default='faces', help='which of them (default: faces)')
+    p.add_argument('--epochs', type=int, default=epochs, help=f'epochs per run (default: {epochs})')
+    p.add_argument('--seeds', type=int, nargs='+', default=seeds, help=f"(default: {' '.join(map(str, seeds))})")
+    keys = [v[0] for v in variants]
+    p.add_argument('--variants', nargs='+', default=keys, choices=keys, help='(default: all)')
+    p.add_argument('--threads', type=int, default=0, help='CPU threads for torch, 0 = all (default: 0)')
+    return p
+
+
+def folder_study_setup(a, name):
+    """After folder_study_parser's parse_args: the threads set, the folder made (or found); returns (the folder,
+    OUT_DIR/<name>.json, the runs it already holds)."""
+    from make_folders import make_folders
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    folder = make_folders(a.data_dir, kinds=(a.folder,))[a.folder]
+    path = Path(a.out_dir) / f'{name}.json'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return folder, path, json.loads(path.read_text())['runs'] if path.exists() else []
+
+
 def study_parser(doc, writes, epochs, per):
     """parser() with --epochs (`epochs` per `per`), --seeds and --threads: a study of shortened runs."""
     p = parser(doc, writes)

@@ -25,7 +25,6 @@ median, largest and shares of measurements above 0.9 and above 1, the PSNR's lar
 and its mean shortfall below it after the first SETTLE epochs; writes OUT_DIR/sharpness.json and
 OUT_DIR/sharpness.png. A run with the same flags, epochs, folder and schedule is re-used from sharpness.json.
 """
-import json
 import math
 import time
 from pathlib import Path
@@ -33,8 +32,7 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
-from common import abp, parser
-from make_folders import make_folders
+from common import abp, folder_study_parser, folder_study_setup
 
 VARIANTS = [('beta1_0.5', ['--beta1', '0.5']), ('beta1_0.8', ['--beta1', '0.8'])]
 SETTLE = 100      # epochs of the first rise, left out of the mean shortfall
@@ -154,24 +152,12 @@ def plot(rows, series, path):
 
 
 def main():
-    p = parser(__doc__, 'sharpness.json and sharpness.png', img_dir=False)
-    p.add_argument('--data_dir', default='/tmp/abp_folders', help='where the folders are made (default: /tmp/abp_folders)')
-    p.add_argument('--folder', default='faces', help='which of them (default: faces)')
-    p.add_argument('--epochs', type=int, default=500, help='epochs per run (default: 500)')
+    p = folder_study_parser(__doc__, 'sharpness.json and sharpness.png', VARIANTS, epochs=500, seeds=[1])
     p.add_argument('--every', type=int, default=5, help='epochs between two measurements (default: 5)')
     p.add_argument('--iters', type=int, default=6, help='power iterations per measurement (default: 6)')
     p.add_argument('--mode', default='warm', choices=['warm', 'cold'], help='(default: warm)')
-    p.add_argument('--seeds', type=int, nargs='+', default=[1], help='(default: 1)')
-    p.add_argument('--variants', nargs='+', default=[v[0] for v in VARIANTS], choices=[v[0] for v in VARIANTS],
-                   help='(default: all)')
-    p.add_argument('--threads', type=int, default=0, help='CPU threads for torch, 0 = all (default: 0)')
     a = p.parse_args()
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    folder = make_folders(a.data_dir, kinds=(a.folder,))[a.folder]
-    path = Path(a.out_dir) / 'sharpness.json'
-    path.parent.mkdir(parents=True, exist_ok=True)
-    old = json.loads(path.read_text())['runs'] if path.exists() else []
+    folder, path, old = folder_study_setup(a, 'sharpness')
     rows, series = [], {}
     for key, flags in [v for v in VARIANTS if v[0] in a.variants]:
         for seed in a.seeds:

@@ -33,8 +33,7 @@ from pathlib import Path
 
 import torch
 
-from common import abp, parser
-from make_folders import make_folders
+from common import abp, folder_study_parser, folder_study_setup
 
 VARIANTS = [  # (key, flags changed from the defaults, the modes they change)
     ('beta1_0.5', ['--beta1', '0.5'], ('warm', 'cold')),           # the defaults before --cold_beta1 (cold's still)
@@ -162,22 +161,12 @@ def merged(rows, old):
 
 
 def main():
-    p = parser(__doc__, 'spikes/ and spikes.json', img_dir=False)
-    p.add_argument('--data_dir', default='/tmp/abp_folders', help='where the folders are made (default: /tmp/abp_folders)')
-    p.add_argument('--folder', default='faces', help='which of them (default: faces)')
-    p.add_argument('--epochs', type=int, default=800, help='epochs per run (default: 800)')
+    p = folder_study_parser(__doc__, 'spikes/ and spikes.json', VARIANTS, epochs=800, seeds=[1, 2])
     p.add_argument('--modes', nargs='+', default=['warm', 'cold'], choices=['warm', 'cold'], help='(default: both)')
-    p.add_argument('--seeds', type=int, nargs='+', default=[1, 2], help='(default: 1 2)')
-    p.add_argument('--variants', nargs='+', default=[v[0] for v in VARIANTS], choices=[v[0] for v in VARIANTS],
-                   help='(default: all)')
-    p.add_argument('--threads', type=int, default=0, help='CPU threads for torch, 0 = all (default: 0)')
     a = p.parse_args()
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    folder = make_folders(a.data_dir, kinds=(a.folder,))[a.folder]
-    path, out = Path(a.out_dir) / 'spikes.json', Path(a.out_dir) / 'spikes'
+    folder, path, old = folder_study_setup(a, 'spikes')
+    out = Path(a.out_dir) / 'spikes'
     out.mkdir(parents=True, exist_ok=True)
-    old = json.loads(path.read_text())['runs'] if path.exists() else []
     rows = []
     for key, flags, modes in [v for v in VARIANTS if v[0] in a.variants]:
         for mode in [m for m in a.modes if m in modes]:
