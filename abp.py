@@ -201,11 +201,10 @@ def build_parser():
     p.add_argument('--prior_sigma', type=positive(float), default=1.0, help='std of the prior of z [1]')
     # learning (eq. 7)
     p.add_argument('--lr', type=positive(float), default=5e-3, help='Adam learning rate [4e-4]')
-    p.add_argument('--beta1', type=unit_interval, default=0.8,
-                   help='Adam beta1, warm start: 0.8 puts Adam\'s edge of stability at 18/lr, not 6/lr, and the run '
-                        'sits less far above it (README, bench/sharpness.py) [0.5]')
+    p.add_argument('--beta1', type=unit_interval, default=0.5,
+                   help='Adam beta1, warm start (0.8 was tried as its default: README, bench/sharpness.py) [0.5]')
     p.add_argument('--cold_beta1', type=unit_interval, default=0.5,
-                   help='Adam beta1, cold start: kept at the course value until a larger one is measured over seeds (README) [0.5]')
+                   help='Adam beta1, cold start (ours: the course has one beta1 for both) [0.5]')
     p.add_argument('--beta2', type=unit_interval, default=0.999, help='Adam beta2 [0.999]')
     p.add_argument('--gamma', type=unit_interval, default=0.999,
                    help='per-epoch lr decay: 0.999 leaves 13%% of lr at epoch 2000; 0.996 left 1.8%% at 1000 [0.996]')

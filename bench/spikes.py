@@ -36,7 +36,7 @@ import torch
 from common import abp, folder_study_parser, folder_study_setup
 
 VARIANTS = [  # (key, flags changed from the defaults, the modes they change)
-    ('beta1_0.5', ['--beta1', '0.5'], ('warm', 'cold')),           # the defaults before --cold_beta1 (cold's still)
+    ('beta1_0.5', ['--beta1', '0.5'], ('warm', 'cold')),           # the defaults
     ('beta1_0.8', ['--beta1', '0.8', '--cold_beta1', '0.8'], ('warm', 'cold')),   # Adam's momentum over 5 steps
     ('beta1_0.9', ['--beta1', '0.9', '--cold_beta1', '0.9'], ('warm', 'cold')),   # over 10 steps, not 2
     ('proposals_64', ['--cold_proposals', '64'], ('cold',)),       # cold chains start nearer each image's code

@@ -221,10 +221,15 @@ def beta1_macros(s):
     return seeds_macros(s, prefix='seedBetaOne')
 
 
-def beta1_half_macros(s):
-    """The seeds benchmark at the defaults before --cold_beta1, beta1 0.5 in both modes
-    (output/beta1_0.5/seeds.json): \\seedBetaHalfWarmReconMean, ..."""
-    return seeds_macros(s, prefix='seedBetaHalf')
+def beta1_eight_macros(s):
+    """The seeds benchmark with warm start's --beta1 0.8 (output/beta1_0.8/seeds.json): \\seedBetaEightWarmReconMean, ..."""
+    return seeds_macros(s, prefix='seedBetaEight')
+
+
+def beta1_eight_gen_macros(g):
+    """The generalisation benchmark with warm start's --beta1 0.8 (output/beta1_0.8/generalize.json):
+    \\genBetaEightWarmGuardRuns, \\genBetaEightFacesWarmGuard, ..."""
+    return generalize_macros(g, prefix='genBetaEight')
 
 
 def sharpness_macros(d):
@@ -274,28 +279,29 @@ def generalize_table(g):
     return '\n'.join(out) + '\n'
 
 
-def generalize_macros(g):
+def generalize_macros(g, prefix='gen'):
     """Per folder run (photos; photos with note 'no step cap'): \\genPhotosWarmPsnr, \\genPhotosNoStepCapWarmPsnr,
     ...ColdPsnr, ...WarmNorm, ...WarmGuard; over the default runs: \\genGuardTotal (guard recoveries),
-    \\genWarmGuardRuns, \\genColdGuardRuns (runs of the mode with a recovery),
+    \\genWarmGuardRuns, \\genColdGuardRuns (runs of the mode with a recovery), \\genWarmGuardTotal, ... (recoveries),
     \\genCollapses, and the warm - cold gap \\genGapMin, \\genGapMax, \\genGapWithinTwoFive (folders within 2.5 dB)."""
     runs = [r for r in g['folders'] if r['note'] == 'defaults']
     both = [r for r in runs if 'warm' in r and 'cold' in r]
     gaps = [r['warm']['recon_psnr_db'] - r['cold']['recon_psnr_db'] for r in both]
-    out = [define('genFolders', len(runs)),
-           define('genGuardTotal', sum(r[m]['guard_events'] for r in runs for m in ('warm', 'cold') if m in r)),
-           define('genCollapses', sum(1 for r in runs for m in ('warm', 'cold') if r.get(m, {}).get('collapsed'))),
-           define('genGapMin', f'{min(gaps):.1f}' if gaps else '--'), define('genGapMax', f'{max(gaps):.1f}' if gaps else '--'),
-           define('genGapWithinTwoFive', sum(1 for v in gaps if v <= 2.5))]
+    out = [define(f'{prefix}Folders', len(runs)),
+           define(f'{prefix}GuardTotal', sum(r[m]['guard_events'] for r in runs for m in ('warm', 'cold') if m in r)),
+           define(f'{prefix}Collapses', sum(1 for r in runs for m in ('warm', 'cold') if r.get(m, {}).get('collapsed'))),
+           define(f'{prefix}GapMin', f'{min(gaps):.1f}' if gaps else '--'), define(f'{prefix}GapMax', f'{max(gaps):.1f}' if gaps else '--'),
+           define(f'{prefix}GapWithinTwoFive', sum(1 for v in gaps if v <= 2.5))]
     for mode in ('warm', 'cold'):                   # runs of this mode in which the guard acted
-        out.append(define(f'gen{mode.capitalize()}GuardRuns', sum(1 for r in runs if r.get(mode, {}).get('guard_events'))))
+        out += [define(f'{prefix}{mode.capitalize()}GuardRuns', sum(1 for r in runs if r.get(mode, {}).get('guard_events'))),
+                define(f'{prefix}{mode.capitalize()}GuardTotal', sum(r.get(mode, {}).get('guard_events', 0) for r in runs))]
     for r in g['folders']:
         name = macro_name('x', r['folder'], *([] if r['note'] == 'defaults' else r['note'].replace(',', ' ').split()))[1:]
         for mode in ('warm', 'cold'):
             for key, short, fmt in (('recon_psnr_db', 'Psnr', '{:.2f}'.format), ('first_layer_norm', 'Norm', big),
                                     ('guard_events', 'Guard', str)):
                 if mode in r and key in r[mode]:
-                    out.append(define(f'gen{name}{mode.capitalize()}{short}', fmt(r[mode][key])))
+                    out.append(define(f'{prefix}{name}{mode.capitalize()}{short}', fmt(r[mode][key])))
     return '\n'.join(out) + '\n'
 
 
@@ -464,25 +470,6 @@ def spikes_macros(d):
     return '\n'.join(out) + '\n'
 
 
-PROVENANCE = ('ablations', 'occlusion', 'learned', 'generalize')   # studies with warm runs of their own
-
-
-def provenance_macros(out_dir):
-    """Adam's beta1 the warm runs of each study in PROVENANCE were trained with, read from their runs' own
-    args (summary.json / metrics.json under output/<study>/): \\provAblationsWarmBetaOne, ... (values joined
-    by ', ' if they differ), so a table run before a change of the defaults says which it ran with."""
-    out = []
-    for study in PROVENANCE:
-        values = set()
-        for f in sorted((out_dir / study).glob('**/*.json')):
-            a = json.loads(f.read_text()).get('args') if f.name in ('summary.json', 'metrics.json') else None
-            if a and a.get('start') in ('warm', 'both') and 'beta1' in a:
-                values.add(a['beta1'])
-        if values:
-            out.append(define(macro_name('prov', study, 'warm', 'beta1'), ', '.join(map(str, sorted(values)))))
-    return '\n'.join(out) + '\n'
-
-
 GENERATORS = [  # (input JSON in output/, output .tex in report/generated/, function)
     ('proposal_sweep.json', 'sweep.tex', sweep_table),
     ('proposal_sweep.json', 'sweep_macros.tex', sweep_macros),
@@ -504,9 +491,9 @@ GENERATORS = [  # (input JSON in output/, output .tex in report/generated/, func
     ('handout_cold.json', 'handout_macros.tex', handout_macros),
     ('spikes.json', 'spikes_macros.tex', spikes_macros),
     ('beta1_0.9/seeds.json', 'beta1_macros.tex', beta1_macros),
-    ('beta1_0.5/seeds.json', 'beta1_half_macros.tex', beta1_half_macros),
+    ('beta1_0.8/seeds.json', 'beta1_eight_macros.tex', beta1_eight_macros),
+    ('beta1_0.8/generalize.json', 'beta1_eight_gen_macros.tex', beta1_eight_gen_macros),
     ('sharpness.json', 'sharpness_macros.tex', sharpness_macros),
-    (None, 'provenance_macros.tex', provenance_macros),          # reads the runs under output/ itself
 ]
 
 
@@ -515,11 +502,11 @@ def make_all(out_dir, gen_dir):
     gen_dir.mkdir(parents=True, exist_ok=True)
     made = {}
     for src, dst, fn in GENERATORS:
-        path = None if src is None else out_dir / src
-        if path is not None and not path.exists():
+        path = out_dir / src
+        if not path.exists():
             print(f'make_tex.py: note: {path} is missing; {dst} not written', file=sys.stderr)
             continue
-        made[dst] = fn(out_dir) if path is None else fn(json.loads(path.read_text()))
+        made[dst] = fn(json.loads(path.read_text()))
         tmp = gen_dir / f'.tmp-{dst}'
         tmp.write_text(made[dst])
         tmp.replace(gen_dir / dst)
