@@ -466,6 +466,7 @@ def spikes_macros(d):
                         define(f'spk{m}EventAdamPerEpoch', f"${v['event_adam_db'] / k:+.2f}$"),
                         define(f'spk{m}EventChainPerEpoch', f"${v['event_chain_db'] / k:+.2f}$"),
                         define(f'spk{m}EventStep', f"{v['event_step_max']:.2f}"),
+                        define(f'spk{m}EventBurst', f"{v['event_burst_max']:.2f}"),
                         define(f'spk{m}QuietStep', f"{v['step_outside_max']:.2f}")]
     return '\n'.join(out) + '\n'
 
