@@ -280,7 +280,7 @@ class Chain:
     proposals: int      # prior draws per epoch, init 'sir'
     sobol: bool         # ... drawn as a scrambled Sobol sequence (quasi_prior), not independently
     n_chains: int       # chains per image, init 'chains'
-    beta1: float = 0.5  # Adam's beta1 for this mode's learning step (eq. 7)
+    beta1: float        # Adam's beta1 for this mode's learning step (eq. 7)
 
     @property
     def step_flag(self):

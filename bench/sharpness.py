@@ -59,7 +59,7 @@ def preconditioner(optimizer):
 def top_eigenvalue(model, optimizer, z, x, mse_sigma, u, iters):
     """lambda_1(P^-1 H) of abp.recon_loss at z by `iters` power iterations on P^-1/2 H P^-1/2 from u (a list
     of tensors shaped as the parameters); returns (lambda, the last vector)."""
-    params = [p for p in model.parameters()]
+    params = list(model.parameters())
     d = preconditioner(optimizer)
     loss = abp.recon_loss(model(z), x, mse_sigma)
     grads = torch.autograd.grad(loss, params, create_graph=True)
