@@ -25,6 +25,21 @@ def flags_key(flags):
     return json.loads(json.dumps({k: v for k, v in sorted(flags.items()) if k not in NOT_IN_KEY}))
 
 
+# A folder study (spikes.py, sharpness.py) keeps its runs as rows of its JSON; a row is re-used only under the
+# abp.py defaults it was made with. Rows recorded before they stored them were made with today's defaults, whose
+# warm start takes two Langevin steps of s <= 0.03 per epoch: a change of those re-runs them.
+ROWS_WITHOUT_DEFAULTS = {'langevin_num_steps': 2, 'langevin_step_size': 0.03}
+
+
+def study_defaults(row=None):
+    """The abp.py defaults (flags_key, without img_dir) a folder-study row was made with, or, for row None, the
+    ones a new row is made with today."""
+    today = {k: v for k, v in abp.flag_defaults().items() if k != 'img_dir'}
+    if row is None:
+        return flags_key(today)
+    return row['defaults'] if 'defaults' in row else flags_key({**today, **ROWS_WITHOUT_DEFAULTS})
+
+
 def gave_up_path(out_dir, start):
     """Where run_cached records a run the guard gave up on (abp.main writes no summary then)."""
     return abp.summary_path(out_dir, start).with_name('gave_up.json')

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
-from common import abp, folder_study_parser, folder_study_setup
+from common import abp, folder_study_parser, folder_study_setup, study_defaults
 
 VARIANTS = [('beta1_0.5', ['--beta1', '0.5']), ('beta1_0.8', ['--beta1', '0.8'])]
 SETTLE = 100      # epochs of the first rise, left out of the mean shortfall
@@ -158,11 +158,11 @@ def main():
     p.add_argument('--mode', default='warm', choices=['warm', 'cold'], help='(default: warm)')
     a = p.parse_args()
     folder, path, old = folder_study_setup(a, 'sharpness')
-    rows, series = [], {}
+    rows, series, defaults = [], {}, study_defaults()
     for key, flags in [v for v in VARIANTS if v[0] in a.variants]:
         for seed in a.seeds:
             what = dict(zip(RUN_KEY, (key, ' '.join(flags), a.mode, seed, a.epochs, a.folder, a.every, a.iters)))
-            done = [r for r in old if all(r.get(k) == v for k, v in what.items())]
+            done = [r for r in old if all(r.get(k) == v for k, v in what.items()) and study_defaults(r) == defaults]
             if done:
                 rows.append({**done[0], **score(done[0]['series'])})       # re-scored from its series
             else:
@@ -170,7 +170,7 @@ def main():
                 s = probe(['--img_dir', str(folder), '--start', a.mode, '--seed', str(seed), *flags],
                           a.epochs, a.every, a.iters)
                 rows.append({**what, 'key': f'{key}_{a.mode}_{seed}', **score(s), 'series': s,
-                             'seconds': round(time.perf_counter() - t, 1)})
+                             'seconds': round(time.perf_counter() - t, 1), 'defaults': defaults})
             r = rows[-1]
             series[r['key']] = r['series']
             print(f"{key:10s} {a.mode} seed {seed}: final {r['final_psnr_db']:.2f} dB, largest fall "

@@ -12,7 +12,7 @@ every epoch t:
   step        Adam's step in units of the lr: the RMS over all parameters of m_hat / (sqrt(v_hat) + eps);
   burst       the current gradient against Adam's memory of it: RMS(g) / sqrt(mean v_hat).
 The PSNR's change from epoch t to t+1 is exactly the Adam step's part (after_t - psnr_t) plus the chains'
-part (psnr_{t+1} - after_t: warm, two Langevin steps from z_t; cold, a new start from the prior and a step).
+part (psnr_{t+1} - after_t: warm, the epoch's Langevin steps from z_t; cold, a new start from the prior and a step).
 
 Adam moves each parameter by lr * m_hat / sqrt(v_hat). If the gradient jumped after a quiet stretch, v_hat
 (beta2 = 0.999) would still hold the small gradients while m_hat (beta1 = 0.5) holds half the new one, and the
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from common import abp, folder_study_parser, folder_study_setup
+from common import abp, folder_study_parser, folder_study_setup, study_defaults
 
 VARIANTS = [  # (key, flags changed from the defaults, the modes they change)
     ('beta1_0.5', ['--beta1', '0.5'], ('warm', 'cold')),           # the defaults
@@ -167,12 +167,12 @@ def main():
     folder, path, old = folder_study_setup(a, 'spikes')
     out = Path(a.out_dir) / 'spikes'
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, defaults = [], study_defaults()
     for key, flags, modes in [v for v in VARIANTS if v[0] in a.variants]:
         for mode in [m for m in a.modes if m in modes]:
             for seed in a.seeds:
                 what = dict(zip(RUN_KEY, (key, ' '.join(flags), mode, seed, a.epochs, a.folder)))
-                done = [r for r in old if all(r.get(k) == v for k, v in what.items())]
+                done = [r for r in old if all(r.get(k) == v for k, v in what.items()) and study_defaults(r) == defaults]
                 file = out / f'{key}_{mode}_{seed}.json'
                 if done:                                      # re-scored from its series where it is kept
                     rows.append({**done[0], **(score(json.loads(file.read_text())) if file.exists() else {})})
@@ -180,7 +180,7 @@ def main():
                 t = time.perf_counter()
                 series = probe(['--img_dir', str(folder), '--start', mode, '--seed', str(seed), *flags], a.epochs)
                 abp.write_json(series, file)
-                rows.append({**what, **score(series), 'seconds': round(time.perf_counter() - t, 1)})
+                rows.append({**what, **score(series), 'seconds': round(time.perf_counter() - t, 1), 'defaults': defaults})
                 r = rows[-1]
                 print(f"{key:12s} {mode} seed {seed}: final {r['final_psnr_db']:6.2f} dB, {len(r['events'])} events "
                       + ' '.join(f"(ep {e['epoch']}, -{e['depth_db']:.1f} dB; {RUN_UP} epochs before: Adam "

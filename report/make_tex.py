@@ -158,6 +158,10 @@ def before_after_macros(b):
         out += [define('benchWarmMsPerEpoch', f"{1000 * b['mode_seconds_per_epoch']['warm']:.0f}"),
                 define('benchColdMsPerEpoch', f"{1000 * b['mode_seconds_per_epoch']['cold']:.0f}"),
                 define('benchColdOverWarm', f"{b['cold_over_warm']:.2f}")]
+        one = b['mode_seconds_per_epoch'].get('warm_one_step')
+        if one:                                     # warm start with one Langevin step, timed in the same run
+            out += [define('benchWarmOneStepMsPerEpoch', f"{1000 * one:.0f}"),
+                    define('benchWarmOverOneStep', f"{b['mode_seconds_per_epoch']['warm'] / one:.2f}")]
     pair = b.get('before_after')
     if pair:
         out += [define('benchBeforeRef', pair['ref']), define('benchPairEpochs', pair['epochs']),
@@ -200,7 +204,8 @@ def seeds_table(s):
 
 
 def seeds_macros(s, prefix='seed'):
-    """\\seedWarmReconMin, ...Max, ...Spread, \\seedWarmNnMin, ..., \\seedColdZStdMax and \\seedList."""
+    """\\seedWarmReconMin, ...Max, ...Spread, \\seedWarmNnMin, ..., \\seedColdZStdMax, \\seedWarmSteps, \\seedWarmStepSize
+    and \\seedList."""
     out = [define(f'{prefix}List', ', '.join(map(str, s['seeds'])))]
     for mode in ('warm', 'cold'):
         for key, short in (('recon_psnr_db', 'Recon'), ('sample_nn_psnr_db_median', 'Nn')):
@@ -210,6 +215,10 @@ def seeds_macros(s, prefix='seed'):
         events = s['summary'][mode].get('guard_events')
         if events is not None:
             out.append(define(f'{prefix}{mode.capitalize()}GuardEvents', sum(events)))
+        for key, short in (('langevin_steps', 'Steps'), ('langevin_step_size', 'StepSize')):
+            values = sorted({r[mode][key] for r in s['runs'] if key in r.get(mode, {})})
+            if values:                                  # what the seeds ran with (the same in every seed)
+                out.append(define(f'{prefix}{mode.capitalize()}{short}', ', '.join(map(str, values))))
         stds = [max(r[mode]['z_std']) for r in s['runs'] if 'z_std' in r.get(mode, {})]
         if stds:                                        # the largest per-dimension std of z over the seeds
             out.append(define(f'{prefix}{mode.capitalize()}ZStdMax', f'{max(stds):.2f}'))
@@ -230,6 +239,36 @@ def beta1_eight_gen_macros(g):
     """The generalisation benchmark with warm start's --beta1 0.8 (output/beta1_0.8/generalize.json):
     \\genBetaEightWarmGuardRuns, \\genBetaEightFacesWarmGuard, ..."""
     return generalize_macros(g, prefix='genBetaEight')
+
+
+def steps_one_macros(s):
+    """The seeds benchmark with warm start's one Langevin step per epoch, a lead not taken
+    (output/warm_steps_1/seeds.json): \\seedStepsOneWarmReconMean, ..."""
+    return seeds_macros(s, prefix='seedStepsOne')
+
+
+def steps_one_gen_macros(g):
+    """The generalisation benchmark with warm start's one Langevin step per epoch
+    (output/warm_steps_1/generalize.json): \\genStepsOneWarmGuardRuns, \\genStepsOnePhotosWarmPsnr, ..."""
+    return generalize_macros(g, prefix='genStepsOne')
+
+
+def steps_one_bench_macros(b):
+    """bench.py run with warm start's one Langevin step as the default (output/warm_steps_1/bench.json): the
+    code before the speed work against that code, back to back (\\benchStepsOneBeforeSeconds, ...AfterSeconds,
+    ...PairSpeedup, ...PairEpochs), and its warm epoch against the two steps, timed in the same run
+    (\\benchStepsOneWarmMs, \\benchStepsOneTwoStepsMs, \\benchStepsOneEpochSpeedup), and cold against it
+    (\\benchStepsOneColdOverWarm)."""
+    pair, spe = b['before_after'], b['mode_seconds_per_epoch']
+    return '\n'.join([
+        define('benchStepsOneBeforeSeconds', f"{pair['before']['total_seconds']:.0f}"),
+        define('benchStepsOneAfterSeconds', f"{pair['after']['total_seconds']:.0f}"),
+        define('benchStepsOnePairSpeedup', f"{pair['speedup']:.2f}"), define('benchStepsOnePairEpochs', pair['epochs']),
+        define('benchStepsOneWarmMs', f"{1000 * spe['warm']:.0f}"),
+        define('benchStepsOneTwoStepsMs', f"{1000 * spe['warm_former']:.0f}"),
+        define('benchStepsOneEpochSpeedup', f"{spe['warm_former'] / spe['warm']:.2f}"),
+        define('benchStepsOneColdOverWarm', f"{b['cold_over_warm']:.2f}"),
+        define('benchStepsOnePeakPercent', f"{100 * b['achieved_gflops_ours'] / b['matmul_peak_gflops']:.0f}")]) + '\n'
 
 
 def sharpness_macros(d):
@@ -495,6 +534,9 @@ GENERATORS = [  # (input JSON in output/, output .tex in report/generated/, func
     ('beta1_0.8/seeds.json', 'beta1_eight_macros.tex', beta1_eight_macros),
     ('beta1_0.8/generalize.json', 'beta1_eight_gen_macros.tex', beta1_eight_gen_macros),
     ('sharpness.json', 'sharpness_macros.tex', sharpness_macros),
+    ('warm_steps_1/seeds.json', 'steps_one_macros.tex', steps_one_macros),
+    ('warm_steps_1/generalize.json', 'steps_one_gen_macros.tex', steps_one_gen_macros),
+    ('warm_steps_1/bench.json', 'steps_one_bench_macros.tex', steps_one_bench_macros),
 ]
 
 

@@ -143,6 +143,19 @@ def test_spike_rows_merge_by_run():
     assert spikes.merged(new, old) == [new[0], old[1]]
 
 
+def test_folder_study_rows_are_reused_only_under_the_defaults_they_were_made_with():
+    """A spikes.py / sharpness.py row stores the abp.py defaults it was made with and is re-used only under those;
+    a row recorded before that was made with ROWS_WITHOUT_DEFAULTS' warm Langevin steps."""
+    today = common.study_defaults()
+    assert common.study_defaults({'defaults': today}) == today
+    other = {**today, 'langevin_num_steps': today['langevin_num_steps'] + 1}
+    assert common.study_defaults({'defaults': other}) != today
+    legacy = common.study_defaults({})
+    assert {k: legacy[k] for k in common.ROWS_WITHOUT_DEFAULTS} == common.ROWS_WITHOUT_DEFAULTS
+    assert {k: v for k, v in legacy.items() if k not in common.ROWS_WITHOUT_DEFAULTS} == \
+        {k: v for k, v in today.items() if k not in common.ROWS_WITHOUT_DEFAULTS}
+
+
 def test_preconditioned_sharpness_matches_the_explicit_hessian():
     """sharpness.top_eigenvalue against an independent computation: on a generator small enough to form
     its Hessian (torch.autograd.functional.hessian over all parameters as one vector), the largest

@@ -80,7 +80,8 @@ def test_every_readme_number_is_in_a_committed_json():
     with, some number of a committed output/*.json: a changed run that README was not updated for fails."""
     import json
     values = set()
-    for path in [*(ROOT / 'output').glob('*.json'), *(ROOT / 'output').glob('*/seeds.json')]:   # + seeds of a lead
+    leads = [p for name in ('seeds', 'generalize', 'bench') for p in (ROOT / 'output').glob(f'*/{name}.json')]
+    for path in [*(ROOT / 'output').glob('*.json'), *leads]:   # + the seeds, folders and bench of a lead
         json_numbers(json.loads(path.read_text()), values)
     claims = readme_claims((ROOT / 'README.md').read_text())
     assert len(claims) >= 10

@@ -17,6 +17,8 @@ from PIL import Image
 import abp
 from conftest import ROOT, make_images, run_main, skip_rendering, spy_langevin, tiny_argv
 
+DEFAULTS = abp.flag_defaults()
+
 
 # ---- flags ------------------------------------------------------------------
 
@@ -144,8 +146,8 @@ def test_single_image_draws_every_figure(one_image_run):
 
 # ---- faults -----------------------------------------------------------------
 
-@pytest.mark.parametrize('mode,flag', [('warm', '--langevin_step_size (now 0.03)'),
-                                       ('cold', '--cold_langevin_step_size (now 0.02)')])
+@pytest.mark.parametrize('mode,flag', [('warm', f"--langevin_step_size (now {DEFAULTS['langevin_step_size']})"),
+                                       ('cold', f"--cold_langevin_step_size (now {DEFAULTS['cold_langevin_step_size']})")])
 def test_divergence_stops_with_message(img_dir, tmp_path, capsys, mode, flag, fast_figures):
     """A run that turns non-finite at once ends with exit status 1 and one line naming the epoch and the
     flags to change: the step size of the mode that diverged, with its value."""
