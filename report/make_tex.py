@@ -204,8 +204,8 @@ def seeds_table(s):
 
 
 def seeds_macros(s, prefix='seed'):
-    """\\seedWarmReconMin, ...Max, ...Spread, \\seedWarmNnMin, ..., \\seedColdZStdMax, \\seedWarmSteps, \\seedWarmStepSize
-    and \\seedList."""
+    """\\seedWarmReconMin, ...Max, ...Spread, \\seedWarmNnMin, ..., \\seedColdZStdMax, \\seedWarmSteps, \\seedWarmStepSize,
+    \\seedWarmStepMean (the mean capped step at the last epoch) and \\seedList."""
     out = [define(f'{prefix}List', ', '.join(map(str, s['seeds'])))]
     for mode in ('warm', 'cold'):
         for key, short in (('recon_psnr_db', 'Recon'), ('sample_nn_psnr_db_median', 'Nn')):
@@ -219,6 +219,9 @@ def seeds_macros(s, prefix='seed'):
             values = sorted({r[mode][key] for r in s['runs'] if key in r.get(mode, {})})
             if values:                                  # what the seeds ran with (the same in every seed)
                 out.append(define(f'{prefix}{mode.capitalize()}{short}', ', '.join(map(str, values))))
+        steps = [r[mode]['langevin_step_mean'] for r in s['runs'] if 'langevin_step_mean' in r.get(mode, {})]
+        if steps:                                       # the mean capped step at the last epoch, over the seeds
+            out.append(define(f'{prefix}{mode.capitalize()}StepMean', f'{sum(steps) / len(steps):.3f}'))
         stds = [max(r[mode]['z_std']) for r in s['runs'] if 'z_std' in r.get(mode, {})]
         if stds:                                        # the largest per-dimension std of z over the seeds
             out.append(define(f'{prefix}{mode.capitalize()}ZStdMax', f'{max(stds):.2f}'))
