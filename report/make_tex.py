@@ -260,8 +260,7 @@ def steps_one_bench_macros(b):
     """bench.py run with warm start's one Langevin step as the default (output/warm_steps_1/bench.json): the
     code before the speed work against that code, back to back (\\benchStepsOneBeforeSeconds, ...AfterSeconds,
     ...PairSpeedup, ...PairEpochs), and its warm epoch against the two steps, timed in the same run
-    (\\benchStepsOneWarmMs, \\benchStepsOneTwoStepsMs, \\benchStepsOneEpochSpeedup), and cold against it
-    (\\benchStepsOneColdOverWarm)."""
+    (\\benchStepsOneWarmMs, \\benchStepsOneTwoStepsMs, \\benchStepsOneEpochSpeedup)."""
     pair, spe = b['before_after'], b['mode_seconds_per_epoch']
     return '\n'.join([
         define('benchStepsOneBeforeSeconds', f"{pair['before']['total_seconds']:.0f}"),
@@ -269,9 +268,7 @@ def steps_one_bench_macros(b):
         define('benchStepsOnePairSpeedup', f"{pair['speedup']:.2f}"), define('benchStepsOnePairEpochs', pair['epochs']),
         define('benchStepsOneWarmMs', f"{1000 * spe['warm']:.0f}"),
         define('benchStepsOneTwoStepsMs', f"{1000 * spe['warm_former']:.0f}"),
-        define('benchStepsOneEpochSpeedup', f"{spe['warm_former'] / spe['warm']:.2f}"),
-        define('benchStepsOneColdOverWarm', f"{b['cold_over_warm']:.2f}"),
-        define('benchStepsOnePeakPercent', f"{100 * b['achieved_gflops_ours'] / b['matmul_peak_gflops']:.0f}")]) + '\n'
+        define('benchStepsOneEpochSpeedup', f"{spe['warm_former'] / spe['warm']:.2f}")]) + '\n'
 
 
 def sharpness_macros(d):
