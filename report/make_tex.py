@@ -205,7 +205,8 @@ def seeds_table(s):
 
 def seeds_macros(s, prefix='seed'):
     """\\seedWarmReconMin, ...Max, ...Spread, \\seedWarmNnMin, ..., \\seedColdZStdMax, \\seedWarmSteps, \\seedWarmStepSize,
-    \\seedWarmStepMean (the mean capped step at the last epoch) and \\seedList."""
+    \\seedWarmStepMean (the mean capped step at the last epoch), \\seedTotalSecondsMean (a whole run, mean over
+    the seeds) and \\seedList."""
     out = [define(f'{prefix}List', ', '.join(map(str, s['seeds'])))]
     for mode in ('warm', 'cold'):
         for key, short in (('recon_psnr_db', 'Recon'), ('sample_nn_psnr_db_median', 'Nn')):
@@ -225,6 +226,8 @@ def seeds_macros(s, prefix='seed'):
         stds = [max(r[mode]['z_std']) for r in s['runs'] if 'z_std' in r.get(mode, {})]
         if stds:                                        # the largest per-dimension std of z over the seeds
             out.append(define(f'{prefix}{mode.capitalize()}ZStdMax', f'{max(stds):.2f}'))
+    if s.get('total_seconds'):                          # whole runs of abp.py (both modes, every figure)
+        out.append(define(f'{prefix}TotalSecondsMean', f"{sum(s['total_seconds']) / len(s['total_seconds']):.0f}"))
     return '\n'.join(out) + '\n'
 
 
@@ -248,6 +251,14 @@ def steps_one_macros(s):
     """The seeds benchmark with warm start's one Langevin step per epoch, a lead not taken
     (output/warm_steps_1/seeds.json): \\seedStepsOneWarmReconMean, ..."""
     return seeds_macros(s, prefix='seedStepsOne')
+
+
+def width_macros(s):
+    """The seeds benchmark with a narrower generator, a lever not taken (output/gen_width_14/seeds.json):
+    \\seedWidthWarmReconMean, ..., \\seedWidthTotalSecondsMean and \\seedWidthGenWidth (its --gen_width)."""
+    flags = s['flags']
+    width = flags[flags.index('--gen_width') + 1]
+    return seeds_macros(s, prefix='seedWidth') + define('seedWidthGenWidth', width) + '\n'
 
 
 def steps_one_gen_macros(g):
@@ -537,6 +548,7 @@ GENERATORS = [  # (input JSON in output/, output .tex in report/generated/, func
     ('warm_steps_1/seeds.json', 'steps_one_macros.tex', steps_one_macros),
     ('warm_steps_1/generalize.json', 'steps_one_gen_macros.tex', steps_one_gen_macros),
     ('warm_steps_1/bench.json', 'steps_one_bench_macros.tex', steps_one_bench_macros),
+    ('gen_width_14/seeds.json', 'width_macros.tex', width_macros),
 ]
 
 
