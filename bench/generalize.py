@@ -67,21 +67,22 @@ def cell(row, mode, key, fmt):
 
 def figure(made, out_dir, path, per_folder=3):
     """output/generalize.jpg: a row per folder: `per_folder` training images, then their warm and their cold
-    reconstructions, the three groups apart by a blank tile."""
-    rows = []
+    reconstructions (the modes that were run, e.g. warm only with --start warm), the groups apart by a blank tile."""
+    rows, shown = [], []
     for name, folder in made.items():
+        shown = [m for m in ('warm', 'cold') if (Path(out_dir) / name / m / 'checkpoint.pt').exists()]
         groups = []
-        for mode in ('warm', 'cold'):
+        for mode in shown:
             ck, args, model = load_generator(Path(out_dir) / name / mode)
-            if mode == 'warm':
+            if not groups:                                  # the training images, once per folder
                 x = abp.load_images(folder, abp.default_transform(args.img_size))[0]
                 keep = abp.shown_images(len(x), per_folder)
                 groups.append(x[keep])
             groups.append(abp.generate(model.Gnet, ck['z'][keep]))
         blank = torch.ones_like(groups[0][:1])
-        rows.append((name, torch.cat([groups[0], blank, groups[1], blank, groups[2]])))
-    abp.plot_recon_comparison(rows, path, f'each row: {per_folder} training images | their warm reconstructions | '
-                                          'their cold reconstructions')
+        rows.append((name, torch.cat([t for g in groups for t in (g, blank)][:-1])))
+    abp.plot_recon_comparison(rows, path, f'each row: {per_folder} training images | '
+                                          + ' | '.join(f'their {m} reconstructions' for m in shown))
 
 
 def main():
