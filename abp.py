@@ -1672,9 +1672,10 @@ def main(argv=None):
                        parallel=parallel,
                        torch=torch.__version__, args=vars(args))
         write_json(metrics, summary_path(out_dir, args.start))
+        both_run = args.start != 'both' and summary_path(out_dir, 'both').exists()   # an earlier --start both's
         print(f"done in {time.perf_counter() - t0:.0f} s; figures and metrics in {figures_dir(out_dir, args.start)}/"
-              + ('' if args.start == 'both' else f" ({out_dir}/metrics.json and the comparison figures in "
-                                                 f"{out_dir}/ come from --start both and are left as they were)"))
+              + (f" ({out_dir}/metrics.json and the comparison figures in {out_dir}/ come from --start both and "
+                 "are left as they were)" if both_run else ''))
     except UserError as e:
         sys.exit(f"abp.py: error: {e}")
     except Diverged as e:

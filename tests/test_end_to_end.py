@@ -96,6 +96,18 @@ def test_real_images_loss_goes_down(real_dir, tmp_path, fast_figures):
     assert loss[-1] < 0.8 * loss[0], loss
 
 
+def test_a_one_mode_run_mentions_a_run_of_both_modes_only_where_there_is_one(tiny_run, img_dir, tmp_path,
+                                                                             fast_figures, capsys):
+    """--start warm's last line says the top-level metrics.json comes from --start both and was left alone only
+    in a folder that holds one."""
+    import shutil
+    shutil.copytree(tiny_run, tmp_path / 'both')
+    for out, said in ((tmp_path / 'fresh', False), (tmp_path / 'both', True)):
+        abp.main(tiny_argv(img_dir, out, '--start', 'warm', '--n_epochs', '2'))
+        last = capsys.readouterr().out.strip().splitlines()[-1]
+        assert last.startswith('done in') and ('come from --start both' in last) == said, last
+
+
 def test_a_one_mode_run_writes_only_into_its_own_folder(tiny_run, img_dir, tmp_path, fast_figures):
     """--start warm into a folder that holds a run of both modes: the top-level metrics.json and comparison
     figures are left byte for byte, the cold run is untouched, and everything the warm run makes (its
