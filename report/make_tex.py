@@ -267,6 +267,18 @@ def steps_one_gen_macros(g):
     return generalize_macros(g, prefix='genStepsOne')
 
 
+def seed_two_gen_macros(g):
+    """The generalisation folders, warm start alone, seed 2, defaults (output/folders_seed2/generalize.json):
+    \\genSeedTwoPhotosWarmPsnr, \\genSeedTwoWarmGuardRuns, ..."""
+    return generalize_macros(g, prefix='genSeedTwo')
+
+
+def steps_one_seed_two_gen_macros(g):
+    """The same with warm start's one Langevin step per epoch (output/warm_steps_1_seed2/generalize.json):
+    \\genStepsOneSeedTwoPhotosWarmPsnr, \\genStepsOneSeedTwoWarmGuardRuns, ..."""
+    return generalize_macros(g, prefix='genStepsOneSeedTwo')
+
+
 def steps_one_bench_macros(b):
     """bench.py run with warm start's one Langevin step as the default (output/warm_steps_1/bench.json): the
     code before the speed work against that code, back to back (\\benchStepsOneBeforeSeconds, ...AfterSeconds,
@@ -333,7 +345,8 @@ def generalize_macros(g, prefix='gen'):
     """Per folder run (photos; photos with note 'no step cap'): \\genPhotosWarmPsnr, \\genPhotosNoStepCapWarmPsnr,
     ...ColdPsnr, ...WarmNorm, ...WarmGuard; over the default runs: \\genGuardTotal (guard recoveries),
     \\genWarmGuardRuns, \\genColdGuardRuns (runs of the mode with a recovery), \\genWarmGuardTotal, ... (recoveries),
-    \\genCollapses, and the warm - cold gap \\genGapMin, \\genGapMax, \\genGapWithinTwoFive (folders within 2.5 dB)."""
+    \\genCollapses, the warm - cold gap \\genGapMin, \\genGapMax, \\genGapWithinTwoFive (folders within 2.5 dB), and
+    each mode's PSNR averaged over the folders, \\genWarmPsnrMean, \\genColdPsnrMean."""
     runs = [r for r in g['folders'] if r['note'] == 'defaults']
     both = [r for r in runs if 'warm' in r and 'cold' in r]
     gaps = [r['warm']['recon_psnr_db'] - r['cold']['recon_psnr_db'] for r in both]
@@ -345,6 +358,9 @@ def generalize_macros(g, prefix='gen'):
     for mode in ('warm', 'cold'):                   # runs of this mode in which the guard acted
         out += [define(f'{prefix}{mode.capitalize()}GuardRuns', sum(1 for r in runs if r.get(mode, {}).get('guard_events'))),
                 define(f'{prefix}{mode.capitalize()}GuardTotal', sum(r.get(mode, {}).get('guard_events', 0) for r in runs))]
+        psnrs = [r[mode]['recon_psnr_db'] for r in runs if mode in r]
+        if psnrs:                                   # the mode's reconstruction PSNR, mean over the folders
+            out.append(define(f'{prefix}{mode.capitalize()}PsnrMean', f'{sum(psnrs) / len(psnrs):.2f}'))
     for r in g['folders']:
         name = macro_name('x', r['folder'], *([] if r['note'] == 'defaults' else r['note'].replace(',', ' ').split()))[1:]
         for mode in ('warm', 'cold'):
@@ -549,6 +565,8 @@ GENERATORS = [  # (input JSON in output/, output .tex in report/generated/, func
     ('warm_steps_1/generalize.json', 'steps_one_gen_macros.tex', steps_one_gen_macros),
     ('warm_steps_1/bench.json', 'steps_one_bench_macros.tex', steps_one_bench_macros),
     ('gen_width_14/seeds.json', 'width_macros.tex', width_macros),
+    ('folders_seed2/generalize.json', 'seed_two_gen_macros.tex', seed_two_gen_macros),
+    ('warm_steps_1_seed2/generalize.json', 'steps_one_seed_two_gen_macros.tex', steps_one_seed_two_gen_macros),
 ]
 
 
