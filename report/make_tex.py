@@ -267,16 +267,37 @@ def steps_one_gen_macros(g):
     return generalize_macros(g, prefix='genStepsOne')
 
 
-def seed_two_gen_macros(g):
-    """The generalisation folders, warm start alone, seed 2, defaults (output/folders_seed2/generalize.json):
-    \\genSeedTwoPhotosWarmPsnr, \\genSeedTwoWarmGuardRuns, ..."""
-    return generalize_macros(g, prefix='genSeedTwo')
+def steps_folders_table(d):
+    """bench/steps_folders.py (output/steps_folders.json): the whole tabular, a row per folder of warm start's PSNR
+    with two steps and one per seed, then the means over the folders and the runs with a guard event."""
+    seeds, rows, m = d['seeds'], d['folders'], d['summary']
+    cells = lambda pairs: ' & '.join(f'{a:.2f} & {b:.2f}' for a, b in pairs)    # noqa: E731
+    guard = [(sum(r['two_steps_guard'][i] > 0 for r in rows), sum(r['one_step_guard'][i] > 0 for r in rows))
+             for i in range(len(seeds))]
+    out = [f"\\begin{{tabular}}{{l{'rr' * len(seeds)}}}\\toprule",
+           ' & ' + ' & '.join(f'\\multicolumn{{2}}{{c}}{{seed {s}}}' for s in seeds) + ' \\\\',
+           'folder & ' + ' & '.join(['two steps & one step'] * len(seeds)) + ' \\\\\\midrule']
+    out += [f"{r['folder']} & {cells(zip(r['two_steps'], r['one_step']))} \\\\" for r in rows]
+    out += ['\\midrule', f"mean & {cells(zip(m['two_steps_mean'], m['one_step_mean']))} \\\\",
+            'runs with a guard event & ' + ' & '.join(f'{a} & {b}' for a, b in guard) + ' \\\\',
+            '\\bottomrule\\end{tabular}']
+    return '\n'.join(out) + '\n'
 
 
-def steps_one_seed_two_gen_macros(g):
-    """The same with warm start's one Langevin step per epoch (output/warm_steps_1_seed2/generalize.json):
-    \\genStepsOneSeedTwoPhotosWarmPsnr, \\genStepsOneSeedTwoWarmGuardRuns, ..."""
-    return generalize_macros(g, prefix='genStepsOneSeedTwo')
+def steps_folders_macros(d):
+    """bench/steps_folders.py (output/steps_folders.json): \\sfSeeds, \\sfDiffMean (one step minus two, dB, over every
+    run; \\sfDiffMedian its median), \\sfDiffSeedOne, ... (mean over the folders, per seed), \\sfLower, \\sfHigher, \\sfRuns (runs where one step
+    ends lower / higher), \\sfTwoSeedStd (the two-step runs' std over the seeds, mean over the folders),
+    \\sfTwoGuardRuns, \\sfOneGuardRuns."""
+    m = d['summary']
+    out = [define('sfSeeds', ', '.join(map(str, d['seeds']))), define('sfDiffMean', f"{m['one_minus_two_mean']:+.2f}"),
+           define('sfDiffMedian', f"{m['one_minus_two_median']:+.2f}"),
+           define('sfLower', m['one_step_lower']), define('sfHigher', m['one_step_higher']), define('sfRuns', m['runs']),
+           define('sfTwoSeedStd', f"{m['two_steps_seed_std_mean']:.2f}"),
+           define('sfTwoGuardRuns', m['two_steps_guard_runs']), define('sfOneGuardRuns', m['one_step_guard_runs'])]
+    out += [define(macro_name('sf', 'diff', 'seed', str(s)), f'{v:+.2f}')
+            for s, v in zip(d['seeds'], m['one_minus_two_mean_per_seed'])]
+    return '\n'.join(out) + '\n'
 
 
 def steps_one_bench_macros(b):
@@ -345,8 +366,7 @@ def generalize_macros(g, prefix='gen'):
     """Per folder run (photos; photos with note 'no step cap'): \\genPhotosWarmPsnr, \\genPhotosNoStepCapWarmPsnr,
     ...ColdPsnr, ...WarmNorm, ...WarmGuard; over the default runs: \\genGuardTotal (guard recoveries),
     \\genWarmGuardRuns, \\genColdGuardRuns (runs of the mode with a recovery), \\genWarmGuardTotal, ... (recoveries),
-    \\genCollapses, the warm - cold gap \\genGapMin, \\genGapMax, \\genGapWithinTwoFive (folders within 2.5 dB), and
-    each mode's PSNR averaged over the folders, \\genWarmPsnrMean, \\genColdPsnrMean."""
+    \\genCollapses, and the warm - cold gap \\genGapMin, \\genGapMax, \\genGapWithinTwoFive (folders within 2.5 dB)."""
     runs = [r for r in g['folders'] if r['note'] == 'defaults']
     both = [r for r in runs if 'warm' in r and 'cold' in r]
     gaps = [r['warm']['recon_psnr_db'] - r['cold']['recon_psnr_db'] for r in both]
@@ -358,9 +378,6 @@ def generalize_macros(g, prefix='gen'):
     for mode in ('warm', 'cold'):                   # runs of this mode in which the guard acted
         out += [define(f'{prefix}{mode.capitalize()}GuardRuns', sum(1 for r in runs if r.get(mode, {}).get('guard_events'))),
                 define(f'{prefix}{mode.capitalize()}GuardTotal', sum(r.get(mode, {}).get('guard_events', 0) for r in runs))]
-        psnrs = [r[mode]['recon_psnr_db'] for r in runs if mode in r]
-        if psnrs:                                   # the mode's reconstruction PSNR, mean over the folders
-            out.append(define(f'{prefix}{mode.capitalize()}PsnrMean', f'{sum(psnrs) / len(psnrs):.2f}'))
     for r in g['folders']:
         name = macro_name('x', r['folder'], *([] if r['note'] == 'defaults' else r['note'].replace(',', ' ').split()))[1:]
         for mode in ('warm', 'cold'):
@@ -565,8 +582,8 @@ GENERATORS = [  # (input JSON in output/, output .tex in report/generated/, func
     ('warm_steps_1/generalize.json', 'steps_one_gen_macros.tex', steps_one_gen_macros),
     ('warm_steps_1/bench.json', 'steps_one_bench_macros.tex', steps_one_bench_macros),
     ('gen_width_14/seeds.json', 'width_macros.tex', width_macros),
-    ('folders_seed2/generalize.json', 'seed_two_gen_macros.tex', seed_two_gen_macros),
-    ('warm_steps_1_seed2/generalize.json', 'steps_one_seed_two_gen_macros.tex', steps_one_seed_two_gen_macros),
+    ('steps_folders.json', 'steps_folders.tex', steps_folders_table),
+    ('steps_folders.json', 'steps_folders_macros.tex', steps_folders_macros),
 ]
 
 

@@ -189,3 +189,33 @@ def test_preconditioned_sharpness_matches_the_explicit_hessian():
     lam, _ = sharpness.top_eigenvalue(model, opt, z.double(), x.double(), 2.0, u, 300)
     assert lam == pytest.approx(expected, rel=1e-3)
     assert sharpness.threshold(0.5, 0.1) == pytest.approx(60.0) and sharpness.threshold(0.9, 1.0) == pytest.approx(38.0)
+
+
+def test_steps_folders_sets_each_folder_and_seed_side_by_side(tmp_path):
+    """bench/steps_folders.py: per folder and seed, one step's warm PSNR minus two steps', their means and the
+    guard's runs, checked against sums written out here; a seed missing either file is left out."""
+    import json
+    import steps_folders
+    psnr = {(1, 'two'): [30.0, 40.0], (1, 'one'): [29.0, 41.0], (2, 'two'): [31.0, 38.0], (2, 'one'): [31.5, 38.5]}
+    guard = {(1, 'two'): [0, 1], (1, 'one'): [1, 1], (2, 'two'): [0, 0], (2, 'one'): [0, 0]}
+    for (seed, steps), values in psnr.items():
+        rows = [{'folder': f, 'note': 'defaults', 'warm': {'recon_psnr_db': v, 'guard_events': g}}
+                for f, v, g in zip(('a', 'b'), values, guard[seed, steps])]
+        rows.append({'folder': 'a', 'note': 'no step cap', 'warm': {'recon_psnr_db': 5.0, 'guard_events': 3}})
+        path = tmp_path / steps_folders.RUNS[seed][steps == 'one']
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({'folders': rows}))
+    (tmp_path / steps_folders.RUNS[3][0]).parent.mkdir(parents=True)
+    (tmp_path / steps_folders.RUNS[3][0]).write_text(json.dumps({'folders': []}))   # seed 3 without its one-step file
+    r = steps_folders.compare(tmp_path)
+    assert r['seeds'] == [1, 2] and [f['folder'] for f in r['folders']] == ['a', 'b']
+    assert r['folders'][0]['one_minus_two'] == [-1.0, 0.5] and r['folders'][1]['one_minus_two'] == [1.0, 0.5]
+    m = r['summary']
+    assert m['one_minus_two_mean_per_seed'] == [0.0, 0.5] and m['one_minus_two_mean'] == 0.25
+    assert m['one_minus_two_median'] == 0.5                     # of -1, 1, 0.5, 0.5
+    assert m['two_steps_mean'] == [35.0, 34.5] and m['one_step_mean'] == [35.0, 35.0]
+    assert (m['one_step_lower'], m['one_step_higher'], m['runs']) == (1, 3, 4)
+    assert m['two_steps_guard_runs'] == 1 and m['one_step_guard_runs'] == 2
+    assert r['folders'][0]['two_steps_seed_std'] == round((0.5 ** 2 * 2) ** 0.5, 3)     # values 30, 31
+    with pytest.raises(SystemExit, match='no seed has both'):
+        steps_folders.compare(tmp_path / 'empty')

@@ -35,7 +35,7 @@ def test_every_macro_the_report_uses_is_generated():
     defined = set()
     for f in (REPORT / 'generated').glob('*.tex'):
         defined |= set(re.findall(r'\\newcommand\{\\(\w+)\}', f.read_text()))
-    used = set(re.findall(r'\\((?:warm|cold|pca|abl|bench|arg|total|nImages|seed|gen|study|occ|sweep|lrn|ho|spk|shp)[A-Z]\w*)', sources()))
+    used = set(re.findall(r'\\((?:warm|cold|pca|abl|bench|arg|total|nImages|seed|gen|study|occ|sweep|lrn|ho|spk|shp|sf)[A-Z]\w*)', sources()))
     assert used and used <= defined, sorted(used - defined)
 
 
