@@ -6,9 +6,9 @@ Reads the generalisation runs that the README's commands make (bench/generalize.
   seed 1, both modes at once:  OUT_DIR/generalize.json (defaults) and OUT_DIR/warm_steps_1/generalize.json
   seeds 2, 3, warm alone:      OUT_DIR/folders_seedN/generalize.json and OUT_DIR/warm_steps_1_seedN/generalize.json
 and per folder and seed sets warm start's reconstruction PSNR with two steps against one and the guard's events.
-Prints the table, then one step minus two steps per seed (mean over the folders), and how far the two-step runs
-themselves move from seed to seed (the standard deviation over the seeds, per folder): the yardstick a difference
-between the step counts has to beat. Writes OUT_DIR/steps_folders.json. Seeds whose files are missing are left out.
+Prints the table, then one step minus two steps per seed (mean over the folders) and how far those per-seed means
+scatter (their standard deviation over the seeds: the yardstick their mean has to beat), how far each step count's
+own runs move from seed to seed, the runs and events of the guard, and the warm seconds over the folders per seed. Writes OUT_DIR/steps_folders.json. Seeds whose files are missing are left out.
 """
 import json
 import statistics
@@ -24,9 +24,9 @@ RUNS = {  # seed -> (two steps, one step): the generalize.json of each
 
 
 def warm_rows(path):
-    """{folder: (warm PSNR, guard events)} of a generalize.json's default runs."""
+    """{folder: (warm PSNR, guard events, warm seconds)} of a generalize.json's default runs."""
     rows = json.loads(Path(path).read_text())['folders']
-    return {r['folder']: (r['warm']['recon_psnr_db'], r['warm']['guard_events'])
+    return {r['folder']: (r['warm']['recon_psnr_db'], r['warm']['guard_events'], r['warm']['seconds'])
             for r in rows if r['note'] == 'defaults' and 'warm' in r}
 
 
@@ -52,7 +52,7 @@ def compare(out_dir):
         t, o = [two[s][f][0] for s in seeds], [one[s][f][0] for s in seeds]
         rows.append({'folder': f, 'two_steps': t, 'one_step': o, 'one_minus_two': [round(b - a, 3) for a, b in zip(t, o)],
                      'two_steps_guard': [two[s][f][1] for s in seeds], 'one_step_guard': [one[s][f][1] for s in seeds],
-                     'two_steps_seed_std': std(t)})
+                     'two_steps_seed_std': std(t), 'one_step_seed_std': std(o)})
     diffs = [d for r in rows for d in r['one_minus_two']]
     per_seed = [mean([r['one_minus_two'][i] for r in rows]) for i in range(len(seeds))]
     summary = {
@@ -61,8 +61,21 @@ def compare(out_dir):
         'one_minus_two_mean_per_seed': per_seed,
         'one_minus_two_mean': mean(diffs), 'one_minus_two_median': round(statistics.median(diffs), 3),
         'one_minus_two_std_over_seeds': std(per_seed),
+        'two_steps_mean_std_over_seeds': std([mean([r['two_steps'][i] for r in rows]) for i in range(len(seeds))]),
+        'one_step_mean_std_over_seeds': std([mean([r['one_step'][i] for r in rows]) for i in range(len(seeds))]),
         'one_step_lower': sum(d < 0 for d in diffs), 'one_step_higher': sum(d > 0 for d in diffs), 'runs': len(diffs),
         'two_steps_seed_std_mean': mean([r['two_steps_seed_std'] for r in rows]),
+        'one_step_seed_std_mean': mean([r['one_step_seed_std'] for r in rows]),
+        'lower_by': [round(-max(d for d in diffs if d < 0), 3), round(-min(d for d in diffs if d < 0), 3)]
+        if any(d < 0 for d in diffs) else None,
+        'higher_by': [round(min(d for d in diffs if d > 0), 3), round(max(d for d in diffs if d > 0), 3)]
+        if any(d > 0 for d in diffs) else None,
+        'two_steps_guard_events': sum(g for r in rows for g in r['two_steps_guard']),
+        'one_step_guard_events': sum(g for r in rows for g in r['one_step_guard']),
+        'two_steps_warm_seconds': [round(sum(two[s][f][2] for f in folders), 1) for s in seeds],
+        'one_step_warm_seconds': [round(sum(one[s][f][2] for f in folders), 1) for s in seeds],
+        'two_over_one_seconds': [round(sum(two[s][f][2] for f in folders) / sum(one[s][f][2] for f in folders), 2)
+                                 for s in seeds],
         'two_steps_guard_runs': sum(g > 0 for r in rows for g in r['two_steps_guard']),
         'one_step_guard_runs': sum(g > 0 for r in rows for g in r['one_step_guard']),
     }
@@ -81,8 +94,14 @@ def main():
     print(f"one minus two, mean over the folders, per seed: {m['one_minus_two_mean_per_seed']} "
           f"(all runs: mean {m['one_minus_two_mean']:+.2f} dB, median {m['one_minus_two_median']:+.2f} dB; lower in "
           f"{m['one_step_lower']} of {m['runs']})")
-    print(f"two-step runs' std over the seeds, mean over the folders: {m['two_steps_seed_std_mean']:.2f} dB")
-    print(f"runs with a guard event: two steps {m['two_steps_guard_runs']}, one step {m['one_step_guard_runs']}")
+    print(f"the per-seed means of one minus two scatter by {m['one_minus_two_std_over_seeds']:.2f} dB (std over the seeds)")
+    print(f"the five-folder mean moves from seed to seed by {m['two_steps_mean_std_over_seeds']:.2f} dB with two steps, "
+          f"{m['one_step_mean_std_over_seeds']:.2f} dB with one (std over the seeds); a folder's run by "
+          f"{m['two_steps_seed_std_mean']:.2f} and {m['one_step_seed_std_mean']:.2f} dB (mean over the folders)")
+    print(f"runs with a guard event: two steps {m['two_steps_guard_runs']}, one step {m['one_step_guard_runs']} "
+          f"(events {m['two_steps_guard_events']} and {m['one_step_guard_events']})")
+    print(f"warm seconds over the folders per seed: two steps {m['two_steps_warm_seconds']}, one step "
+          f"{m['one_step_warm_seconds']}: {m['two_over_one_seconds']} times faster with one")
     abp.write_json(result, Path(a.out_dir) / 'steps_folders.json')
     print(f"wrote {Path(a.out_dir) / 'steps_folders.json'}")
 

@@ -288,7 +288,10 @@ def steps_folders_macros(d):
     """bench/steps_folders.py (output/steps_folders.json): \\sfSeeds, \\sfDiffMean (one step minus two, dB, over every
     run; \\sfDiffMedian its median), \\sfDiffSeedOne, ... (mean over the folders, per seed), \\sfLower, \\sfHigher, \\sfRuns (runs where one step
     ends lower / higher), \\sfTwoSeedStd (the two-step runs' std over the seeds, mean over the folders),
-    \\sfTwoGuardRuns, \\sfOneGuardRuns."""
+    \\sfTwoGuardRuns, \\sfOneGuardRuns (and ...Events), \\sfDiffSeedStd (the per-seed means' std over the seeds),
+    \\sfTwoMeanStd, \\sfOneMeanStd (each step count's five-folder mean, std over the seeds), \\sfLowerMin, ...Max,
+    \\sfHigherMin, ...Max (by how much one step ends lower / higher), \\sfSpeedupSeedTwo, ... (warm seconds over the
+    folders, two steps / one)."""
     m = d['summary']
     out = [define('sfSeeds', ', '.join(map(str, d['seeds']))), define('sfDiffMean', f"{m['one_minus_two_mean']:+.2f}"),
            define('sfDiffMedian', f"{m['one_minus_two_median']:+.2f}"),
@@ -297,6 +300,15 @@ def steps_folders_macros(d):
            define('sfTwoGuardRuns', m['two_steps_guard_runs']), define('sfOneGuardRuns', m['one_step_guard_runs'])]
     out += [define(macro_name('sf', 'diff', 'seed', str(s)), f'{v:+.2f}')
             for s, v in zip(d['seeds'], m['one_minus_two_mean_per_seed'])]
+    out += [define('sfDiffSeedStd', f"{m['one_minus_two_std_over_seeds']:.2f}"),
+            define('sfTwoMeanStd', f"{m['two_steps_mean_std_over_seeds']:.2f}"),
+            define('sfOneMeanStd', f"{m['one_step_mean_std_over_seeds']:.2f}"),
+            define('sfTwoGuardEvents', m['two_steps_guard_events']), define('sfOneGuardEvents', m['one_step_guard_events'])]
+    for key, word in (('lower_by', 'Lower'), ('higher_by', 'Higher')):
+        if m[key]:
+            out += [define(f'sf{word}Min', f'{m[key][0]:.2f}'), define(f'sf{word}Max', f'{m[key][1]:.2f}')]
+    out += [define(macro_name('sf', 'speedup', 'seed', str(s)), f'{v:.2f}')       # warm seconds, two / one
+            for s, v in zip(d['seeds'], m['two_over_one_seconds'])]
     return '\n'.join(out) + '\n'
 
 

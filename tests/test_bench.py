@@ -199,9 +199,9 @@ def test_steps_folders_sets_each_folder_and_seed_side_by_side(tmp_path):
     psnr = {(1, 'two'): [30.0, 40.0], (1, 'one'): [29.0, 41.0], (2, 'two'): [31.0, 38.0], (2, 'one'): [31.5, 38.5]}
     guard = {(1, 'two'): [0, 1], (1, 'one'): [1, 1], (2, 'two'): [0, 0], (2, 'one'): [0, 0]}
     for (seed, steps), values in psnr.items():
-        rows = [{'folder': f, 'note': 'defaults', 'warm': {'recon_psnr_db': v, 'guard_events': g}}
+        rows = [{'folder': f, 'note': 'defaults', 'warm': {'recon_psnr_db': v, 'guard_events': g, 'seconds': 10.0}}
                 for f, v, g in zip(('a', 'b'), values, guard[seed, steps])]
-        rows.append({'folder': 'a', 'note': 'no step cap', 'warm': {'recon_psnr_db': 5.0, 'guard_events': 3}})
+        rows.append({'folder': 'a', 'note': 'no step cap', 'warm': {'recon_psnr_db': 5.0, 'guard_events': 3, 'seconds': 1.0}})
         path = tmp_path / steps_folders.RUNS[seed][steps == 'one']
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({'folders': rows}))
@@ -215,7 +215,11 @@ def test_steps_folders_sets_each_folder_and_seed_side_by_side(tmp_path):
     assert m['one_minus_two_median'] == 0.5                     # of -1, 1, 0.5, 0.5
     assert m['two_steps_mean'] == [35.0, 34.5] and m['one_step_mean'] == [35.0, 35.0]
     assert (m['one_step_lower'], m['one_step_higher'], m['runs']) == (1, 3, 4)
-    assert m['two_steps_guard_runs'] == 1 and m['one_step_guard_runs'] == 2
+    assert m['two_steps_guard_runs'] == 1 and m['one_step_guard_runs'] == 2 and m['one_step_guard_events'] == 2
+    assert m['lower_by'] == [1.0, 1.0] and m['higher_by'] == [0.5, 1.0] and m['two_steps_warm_seconds'] == [20.0, 20.0]
+    assert m['two_over_one_seconds'] == [1.0, 1.0]
+    assert m['one_minus_two_std_over_seeds'] == round(0.125 ** 0.5, 3)           # sample std of 0, 0.5
+    assert m['two_steps_mean_std_over_seeds'] == round(0.125 ** 0.5, 3)          # of 35, 34.5
     assert r['folders'][0]['two_steps_seed_std'] == round((0.5 ** 2 * 2) ** 0.5, 3)     # values 30, 31
     with pytest.raises(SystemExit, match='no seed has both'):
         steps_folders.compare(tmp_path / 'empty')
