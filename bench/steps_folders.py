@@ -8,7 +8,8 @@ Reads the generalisation runs that the README's commands make (bench/generalize.
 and per folder and seed sets warm start's reconstruction PSNR with two steps against one and the guard's events.
 Prints the table, then one step minus two steps per seed (mean over the folders) and how far those per-seed means
 scatter (their standard deviation over the seeds: the yardstick their mean has to beat), how far each step count's
-own runs move from seed to seed, the runs and events of the guard, and the warm seconds over the folders per seed. Writes OUT_DIR/steps_folders.json. Seeds whose files are missing are left out.
+own runs move from seed to seed, the runs and events of the guard, and the warm seconds over the folders per seed.
+Writes OUT_DIR/steps_folders.json. Seeds whose files are missing are left out.
 """
 import json
 import statistics
@@ -54,28 +55,24 @@ def compare(out_dir):
                      'two_steps_guard': [two[s][f][1] for s in seeds], 'one_step_guard': [one[s][f][1] for s in seeds],
                      'two_steps_seed_std': std(t), 'one_step_seed_std': std(o)})
     diffs = [d for r in rows for d in r['one_minus_two']]
+    lower, higher = [-d for d in diffs if d < 0], [d for d in diffs if d > 0]
     per_seed = [mean([r['one_minus_two'][i] for r in rows]) for i in range(len(seeds))]
+    two_mean, one_mean = ([mean([r[k][i] for r in rows]) for i in range(len(seeds))] for k in ('two_steps', 'one_step'))
+    two_sec, one_sec = ([sum(runs[s][f][2] for f in folders) for s in seeds] for runs in (two, one))
     summary = {
-        'two_steps_mean': [mean([r['two_steps'][i] for r in rows]) for i in range(len(seeds))],
-        'one_step_mean': [mean([r['one_step'][i] for r in rows]) for i in range(len(seeds))],
-        'one_minus_two_mean_per_seed': per_seed,
+        'two_steps_mean': two_mean, 'one_step_mean': one_mean, 'one_minus_two_mean_per_seed': per_seed,
         'one_minus_two_mean': mean(diffs), 'one_minus_two_median': round(statistics.median(diffs), 3),
         'one_minus_two_std_over_seeds': std(per_seed),
-        'two_steps_mean_std_over_seeds': std([mean([r['two_steps'][i] for r in rows]) for i in range(len(seeds))]),
-        'one_step_mean_std_over_seeds': std([mean([r['one_step'][i] for r in rows]) for i in range(len(seeds))]),
-        'one_step_lower': sum(d < 0 for d in diffs), 'one_step_higher': sum(d > 0 for d in diffs), 'runs': len(diffs),
+        'two_steps_mean_std_over_seeds': std(two_mean), 'one_step_mean_std_over_seeds': std(one_mean),
+        'one_step_lower': len(lower), 'one_step_higher': len(higher), 'runs': len(diffs),
         'two_steps_seed_std_mean': mean([r['two_steps_seed_std'] for r in rows]),
         'one_step_seed_std_mean': mean([r['one_step_seed_std'] for r in rows]),
-        'lower_by': [round(-max(d for d in diffs if d < 0), 3), round(-min(d for d in diffs if d < 0), 3)]
-        if any(d < 0 for d in diffs) else None,
-        'higher_by': [round(min(d for d in diffs if d > 0), 3), round(max(d for d in diffs if d > 0), 3)]
-        if any(d > 0 for d in diffs) else None,
+        'lower_by': [round(min(lower), 3), round(max(lower), 3)] if lower else None,
+        'higher_by': [round(min(higher), 3), round(max(higher), 3)] if higher else None,
         'two_steps_guard_events': sum(g for r in rows for g in r['two_steps_guard']),
         'one_step_guard_events': sum(g for r in rows for g in r['one_step_guard']),
-        'two_steps_warm_seconds': [round(sum(two[s][f][2] for f in folders), 1) for s in seeds],
-        'one_step_warm_seconds': [round(sum(one[s][f][2] for f in folders), 1) for s in seeds],
-        'two_over_one_seconds': [round(sum(two[s][f][2] for f in folders) / sum(one[s][f][2] for f in folders), 2)
-                                 for s in seeds],
+        'two_steps_warm_seconds': [round(t, 1) for t in two_sec], 'one_step_warm_seconds': [round(o, 1) for o in one_sec],
+        'two_over_one_seconds': [round(t / o, 2) for t, o in zip(two_sec, one_sec)],
         'two_steps_guard_runs': sum(g > 0 for r in rows for g in r['two_steps_guard']),
         'one_step_guard_runs': sum(g > 0 for r in rows for g in r['one_step_guard']),
     }

@@ -286,17 +286,14 @@ def steps_folders_table(d):
 
 def steps_folders_macros(d):
     """bench/steps_folders.py (output/steps_folders.json): \\sfSeeds, \\sfDiffMean (one step minus two, dB, over every
-    run; \\sfDiffMedian its median), \\sfDiffSeedOne, ... (mean over the folders, per seed), \\sfLower, \\sfHigher, \\sfRuns (runs where one step
-    ends lower / higher), \\sfTwoSeedStd (the two-step runs' std over the seeds, mean over the folders),
-    \\sfTwoGuardRuns, \\sfOneGuardRuns (and ...Events), \\sfDiffSeedStd (the per-seed means' std over the seeds),
+    run), \\sfDiffSeedOne, ... (mean over the folders, per seed), \\sfLower, \\sfHigher, \\sfRuns (runs where one step
+    ends lower / higher), \\sfTwoGuardRuns, \\sfOneGuardRuns (and ...Events), \\sfDiffSeedStd (the per-seed means' std over the seeds),
     \\sfTwoMeanStd, \\sfOneMeanStd (each step count's five-folder mean, std over the seeds), \\sfLowerMin, ...Max,
     \\sfHigherMin, ...Max (by how much one step ends lower / higher), \\sfSpeedupSeedTwo, ... (warm seconds over the
     folders, two steps / one)."""
     m = d['summary']
     out = [define('sfSeeds', ', '.join(map(str, d['seeds']))), define('sfDiffMean', f"{m['one_minus_two_mean']:+.2f}"),
-           define('sfDiffMedian', f"{m['one_minus_two_median']:+.2f}"),
            define('sfLower', m['one_step_lower']), define('sfHigher', m['one_step_higher']), define('sfRuns', m['runs']),
-           define('sfTwoSeedStd', f"{m['two_steps_seed_std_mean']:.2f}"),
            define('sfTwoGuardRuns', m['two_steps_guard_runs']), define('sfOneGuardRuns', m['one_step_guard_runs'])]
     out += [define(macro_name('sf', 'diff', 'seed', str(s)), f'{v:+.2f}')
             for s, v in zip(d['seeds'], m['one_minus_two_mean_per_seed'])]
