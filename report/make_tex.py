@@ -25,7 +25,7 @@ SKIP = {'device', 'torch', 'img_dir', 'out_dir', 'resume', 'parallel', 'images',
 # (part of the dotted key path, format): the first that matches a number's path formats it
 FORMATS = [('share', 'pct'), ('hidden_fraction', 'pct'), ('z_mean', '+.2f'), ('minus', '+.2f'), ('_db', '.2f'),
            ('psnr', '.2f'), ('ess', '.2f'), ('z_std', '.2f'), ('interp_d', '.2f'), ('coverage', '.1f'),
-           ('seconds_per_epoch', '.3f'), ('args.', 'g'), ('step_size', 'g'), ('configured_step', 'g')]
+           ('seconds_per_epoch', '.3f'), ('seconds', '.0f'), ('args.', 'g'), ('step_size', 'g'), ('configured_step', 'g')]
 TABLES = {  # generated/<name>.tex: (source, template of one row per record; {#A}: A, B, ..., {#1}: 1, 2, ...)
     'ablations_table': ('ablations', r'{#A} & {start} & {label} & {recon_psnr_db} $\pm$ {recon_psnr_db_std} & '
                         r'{sample_nn_psnr_db_median} $\pm$ {sample_nn_psnr_db_median_std} & {sample_coverage} & '
@@ -82,6 +82,9 @@ def fmt(path, v):
         return f'{round(v, 2) + 0.0:+.2f}'           # a rounded -0.00 is written +0.00
     if spec:
         return f'{v:{spec}}'
+    if abs(v) >= 1e6:                                # 3160705024.0 -> $3.2\times10^{9}$
+        mantissa, exponent = f'{v:.1e}'.split('e')
+        return f'${mantissa}\\times10^{{{int(exponent)}}}$'
     return f'{v:.0f}' if abs(v) >= 100 else f'{v:.2f}' if abs(v) >= 0.095 else f'{v:.3f}'
 
 
