@@ -746,7 +746,6 @@ def train(state, data, chain, args, exp_dir, logger, hook=None):
     bar = tqdm(desc=chain.mode, unit='ep', disable=None, initial=state.epoch, total=args.n_epochs,
                dynamic_ncols=True, position=Worker.position)
     while state.epoch < args.n_epochs:
-        Worker.take_freed_cores()
         trace = []
         loss, psnr_db = abp_epoch(state, data, x_all, chain, args, trace)        # eq. 6, then eq. 7
         state.scheduler.step()
@@ -844,16 +843,8 @@ class StopFlag:
 
 
 class Worker:
-    """Set only in a process that trains one mode of a parallel run (run_worker): its progress bar's line, and
-    the event the other mode's process sets when it finishes, after which this one takes every thread."""
-    position, finished, threads_after = 0, None, 0
-
-    @staticmethod
-    def take_freed_cores():
-        """Once the other mode has finished, use its threads too (checked every epoch)."""
-        if Worker.finished is not None and Worker.finished.is_set():
-            torch.set_num_threads(Worker.threads_after)
-            Worker.finished = None
+    """The progress bar's line: 1 in the process that trains cold start in a parallel run (run_worker)."""
+    position = 0
 
 
 # -----------------------------------------------------------------------------
@@ -1306,12 +1297,13 @@ def use_parallel(n_modes):
             and Path(main_file).resolve() == Path(__file__).resolve())
 
 
-def run_worker(args, chain, data, threads, finished, conn):
-    """One mode of a parallel run, in its own process: run(...) with threads[0] torch threads (threads[1] once the
-    other mode has set `finished`), stopping at the next epoch on Ctrl-C or SIGTERM. Sends ('ok', '') or (the
-    exception's class name, its message) through conn, then sets `finished`; the result stays on disk."""
-    torch.set_num_threads(threads[0])
-    Worker.position, Worker.finished, Worker.threads_after = int(chain.mode == 'cold'), finished, threads[1]
+def run_worker(args, chain, data, threads, conn):
+    """One mode of a parallel run, in its own process: run(...) with `threads` torch threads throughout (a thread
+    count changes the order of floating-point sums, so a run that took more threads midway, when the other mode
+    finished, would depend on timing), stopping at the next epoch on Ctrl-C or SIGTERM. Sends ('ok', '') or
+    (the exception's class name, its message) through conn; the result stays on disk."""
+    torch.set_num_threads(threads)
+    Worker.position = int(chain.mode == 'cold')
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, StopFlag.request)
     exp_dir = Path(args.out_dir) / chain.mode
@@ -1322,20 +1314,16 @@ def run_worker(args, chain, data, threads, finished, conn):
         conn.send((type(e).__name__, str(e)))
     except Exception:           # a bug: its traceback, as text, for the parent to show
         conn.send(('RuntimeError', f"the {chain.mode} process failed:\n{traceback.format_exc()}"))
-    finally:
-        finished.set()
 
 
 def run_parallel(args, chains, data):
     """{mode: run's result} for both chains, trained at the same time in spawned processes with half the threads
-    each (all, once the other is done), read back from their checkpoints. A stop request (Ctrl-C reaches every
-    process; SIGTERM to this one is passed on) checkpoints both. Raises the first mode's error after both end."""
-    ctx, total, replies = multiprocessing.get_context('spawn'), torch.get_num_threads(), {}
-    finished, procs = ctx.Event(), {}
+    each, read back from their checkpoints. A stop request (Ctrl-C reaches every process; SIGTERM to this one is
+    passed on) checkpoints both. Raises the first mode's error after both have ended."""
+    ctx, threads, procs, replies = multiprocessing.get_context('spawn'), max(1, torch.get_num_threads() // 2), {}, {}
     for chain in chains:
         recv, send = ctx.Pipe(duplex=False)
-        procs[chain.mode] = (ctx.Process(target=run_worker, daemon=True, args=(args, chain, data, (max(1, total // 2),
-                                                                                                 total), finished, send)), recv)
+        procs[chain.mode] = (ctx.Process(target=run_worker, args=(args, chain, data, threads, send), daemon=True), recv)
         procs[chain.mode][0].start()
         send.close()
     while len(replies) < len(procs):
