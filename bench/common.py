@@ -1,8 +1,8 @@
-"""What the benchmarks share: abp imported from the repository root, the one cache-or-run helper
-(run_cached), the flags of a shortened run, the scripts' common options and finished runs' checkpoints.
+"""What the benchmarks share: abp imported from the repository root, the one cache-or-run helper (run_cached),
+the studies' runner and statistics (study, over_seeds), and finished runs rebuilt from their checkpoints.
 
-Every benchmark is a list of flag sets for abp.py: run_cached(argv) trains one with abp.main(argv), or
-re-uses the result a run with exactly the same resolved flags left in its folder.
+Every benchmark is a list of flag sets for abp.py: run_cached(argv) trains one with abp.main(argv), or re-uses the
+result a run with the same flags (flags_key) left in its folder.
 """
 import argparse
 import json
@@ -15,34 +15,44 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import abp  # noqa: E402
 
-NOT_IN_KEY = ('out_dir', 'threads', 'resume', 'parallel')   # where a run goes and how fast, not what it computes
+DEFAULTS = vars(abp.build_parser().parse_args([]))
+NOT_IN_KEY = ('out_dir', 'resume')            # where a run goes, not what it computes
+# flags of an older abp.py, with the value under which it did what today's abp.py does
+REMOVED = {'gen_width': 16, 'gen_max_ch': 256, 'batchnorm': False, 'cold_sobol': True, 'cold_chains': 4,
+           'curvature_every': abp.CURVATURE_EVERY, 'guard': True, 'z_whiten': None}
 
 
-def flags_key(flags):
-    """The flags (a dict like vars(args)) that decide a run's result: all but NOT_IN_KEY, as JSON stores them.
-    A run recorded before --cold_beta1 existed trained both modes with --beta1, and is keyed so."""
-    flags = {'cold_beta1': flags['beta1'], **flags} if 'beta1' in flags else flags
-    return json.loads(json.dumps({k: v for k, v in sorted(flags.items()) if k not in NOT_IN_KEY}))
+def flags_key(flags, n_images=None):
+    """The flags (a dict like vars(args)) that decide a run's result: all but NOT_IN_KEY, as JSON stores them; None
+    where no flag of today's abp.py reproduces the run. An older abp.py's record is translated: a removed flag goes
+    if it held REMOVED's value (--cold_beta1 if it equalled --beta1; --threads and --parallel always), --cold_init
+    sir goes and prior becomes --cold_proposals 0 (fixed, annealed and chains match nothing), a missing batch_size
+    is the default. Its cold start drew exactly --cold_proposals; today's draws at least two per image (rounded up
+    to a power of two), so a record with fewer for its n_images matches nothing."""
+    f = {k: v for k, v in flags.items() if k not in ('threads', 'parallel')}
+    if f.pop('cold_beta1', f.get('beta1')) != f.get('beta1') or any(f.pop(k, v) != v for k, v in REMOVED.items()):
+        return None
+    f.setdefault('batch_size', DEFAULTS['batch_size'])
+    init = f.pop('cold_init', None)
+    if init == 'prior':
+        f['cold_proposals'] = 0
+    elif init not in (None, 'sir'):
+        return None
+    elif init == 'sir' and f.get('start') != 'warm':
+        cold = abp.chain_for(argparse.Namespace(**{**DEFAULTS, **f}), 'cold')
+        if n_images is None or cold.n_proposals(min(n_images, f['batch_size'])) != cold.proposals:
+            return None
+    return json.loads(json.dumps({k: v for k, v in sorted(f.items()) if k not in NOT_IN_KEY}))
 
 
-# A folder study (spikes.py, sharpness.py) keeps its runs as rows of its JSON; a row is re-used only under the
-# abp.py defaults it was made with. Rows recorded before they stored them were made with today's defaults, whose
-# warm start takes two Langevin steps of s <= 0.03 per epoch: a change of those re-runs them.
-ROWS_WITHOUT_DEFAULTS = {'langevin_num_steps': 2, 'langevin_step_size': 0.03}
-
-
-def study_defaults(row=None):
-    """The abp.py defaults (flags_key, without img_dir) a folder-study row was made with, or, for row None, the
-    ones a new row is made with today."""
-    today = {k: v for k, v in abp.flag_defaults().items() if k != 'img_dir'}
-    if row is None:
-        return flags_key(today)
-    return row['defaults'] if 'defaults' in row else flags_key({**today, **ROWS_WITHOUT_DEFAULTS})
+def summary_path(out_dir, start):
+    """Where abp.main writes a run's summary: OUT_DIR/metrics.json for --start both, else OUT_DIR/<mode>/summary.json."""
+    return Path(out_dir) / ('metrics.json' if start == 'both' else f'{start}/summary.json')
 
 
 def gave_up_path(out_dir, start):
     """Where run_cached records a run the guard gave up on (abp.main writes no summary then)."""
-    return abp.summary_path(out_dir, start).with_name('gave_up.json')
+    return summary_path(out_dir, start).with_name('gave_up.json')
 
 
 def checkpoints(out_dir, modes):
@@ -51,37 +61,32 @@ def checkpoints(out_dir, modes):
 
 
 def cached(out_dir, args, need_checkpoints=False):
-    """The result a run with exactly args' flags (flags_key) left in out_dir: its summary, or its gave-up
-    record; with need_checkpoints, only if the checkpoints it kept are still there. None if there is none."""
-    modes = abp.start_modes(args.start)
-    for path in (abp.summary_path(out_dir, args.start), gave_up_path(out_dir, args.start)):
-        if not path.exists():
-            continue
-        result = json.loads(path.read_text())
-        kept = result.get('checkpoints', modes) if need_checkpoints else []
-        if flags_key(result.get('args', {})) == flags_key(vars(args)) and checkpoints(out_dir, kept) == kept:
-            return result
+    """The result a run with args' flags (flags_key) left in out_dir: its summary or its gave-up record; with
+    need_checkpoints, only if the checkpoints it kept are still there. None if there is none."""
+    modes = ['warm', 'cold'] if args.start == 'both' else [args.start]
+    for path in (summary_path(out_dir, args.start), gave_up_path(out_dir, args.start)):
+        if path.exists():
+            result = json.loads(path.read_text())
+            kept = result.get('checkpoints', modes) if need_checkpoints else []
+            if flags_key(result.get('args', {}), result.get('n_images')) == flags_key(vars(args)) \
+                    and checkpoints(out_dir, kept) == kept:
+                return result
     return None
 
 
 def run_cached(argv, label=None, need_checkpoints=False, also=()):
-    """abp.py with the flags argv (abp.main(argv)), unless a run with exactly the same resolved flags (every
-    flag in vars(abp.parse_args(argv)) but out_dir, threads and resume, defaults included: a changed default
-    re-runs it) already finished in its --out_dir, or in one of the folders `also`, and, with need_checkpoints,
-    still holds its modes' checkpoint.pt (git does not keep them); then that run's result is re-used.
-
-    Returns the run's summary (at abp.summary_path: each mode's metrics, 'pca', 'n_images', 'total_seconds',
-    'args'), or, when the guard gave up (abp.main exits after abp.Diverged), {'diverged': why, 'stopped':
-    abp.py's last word, 'checkpoints': the modes that kept one, 'args'}, which is recorded and re-used too.
-    Any other exit of abp.py (bad flags or folder, Ctrl-C) goes on up."""
+    """abp.main(argv), unless a run with the same flags (flags_key, defaults included) finished in its --out_dir or
+    in one of the folders `also` (and, with need_checkpoints, still holds its checkpoints, which git does not keep).
+    Returns the run's summary (abp.main's), or, when the guard gave up, a record re-used as well: {'diverged',
+    'stopped': abp.py's last word, 'checkpoints': modes that kept one, 'kept': per such mode its last PSNR point,
+    guard recoveries and seconds, 'n_images', 'args'}. Any other exit of abp.py (bad flags, Ctrl-C) goes on up."""
     args = abp.parse_args(argv)
-    label = label or args.out_dir
     for folder in (args.out_dir, *also):
         result = cached(folder, args, need_checkpoints)
         if result is not None:
-            print(f'{label}: cached ({abp.summary_path(folder, args.start).parent})')
+            print(f'{label or args.out_dir}: cached ({summary_path(folder, args.start).parent})')
             return result
-    modes, record = abp.start_modes(args.start), gave_up_path(args.out_dir, args.start)
+    modes, record = (['warm', 'cold'] if args.start == 'both' else [args.start]), gave_up_path(args.out_dir, args.start)
     if not args.resume:              # what is left after this run is this run's: no other run's checkpoints
         for m in checkpoints(args.out_dir, modes):
             (Path(args.out_dir) / m / 'checkpoint.pt').unlink()
@@ -91,11 +96,16 @@ def run_cached(argv, label=None, need_checkpoints=False, also=()):
     except SystemExit as err:
         if not isinstance(err.__context__, abp.Diverged):
             raise
-        result = {'diverged': str(err.__context__), 'stopped': str(err.code),
-                  'checkpoints': checkpoints(args.out_dir, modes), 'args': vars(args)}
+        kept = {m: torch.load(Path(args.out_dir) / m / 'checkpoint.pt', weights_only=False, map_location='cpu')
+                for m in checkpoints(args.out_dir, modes)}
+        result = {'diverged': str(err.__context__), 'stopped': str(err.code), 'checkpoints': list(kept),
+                  'kept': {m: {'recon_psnr_db': round(ck['stats']['psnr_db'][-1], 3) if ck['stats']['psnr_db'] else None,
+                               'guard_events': len(ck['events']), 'seconds': round(ck['seconds'], 2)}
+                           for m, ck in kept.items()},
+                  'n_images': next((len(ck['z']) for ck in kept.values()), None), 'args': vars(args)}
         abp.write_json(result, record)
         return result
-    return json.loads(abp.summary_path(args.out_dir, args.start).read_text())
+    return json.loads(summary_path(args.out_dir, args.start).read_text())
 
 
 def mode_metrics(result, mode):
@@ -125,56 +135,21 @@ def parser(doc, writes, img_dir=True):
     return p
 
 
-def folder_study_parser(doc, writes, variants, epochs, seeds):
-    """parser() for a study of flag variants on one bench/make_folders.py folder, guard off: --data_dir, --folder,
-    --epochs, --seeds, --variants (the keys of `variants`, each (key, flags, ...)) and --threads."""
-    p = parser(doc, writes, img_dir=False)
-    p.add_argument('--data_dir', default='/tmp/abp_folders', help='where the folders are made (default: /tmp/abp_folders)')
-    p.add_argument('--folder', default='faces', help='which of them (default: faces)')
-    p.add_argument('--epochs', type=int, default=epochs, help=f'epochs per run (default: {epochs})')
-    p.add_argument('--seeds', type=int, nargs='+', default=seeds, help=f"(default: {' '.join(map(str, seeds))})")
-    keys = [v[0] for v in variants]
-    p.add_argument('--variants', nargs='+', default=keys, choices=keys, help='(default: all)')
-    p.add_argument('--threads', type=int, default=0, help='CPU threads for torch, 0 = all (default: 0)')
-    return p
-
-
-def folder_study_setup(a, name):
-    """After folder_study_parser's parse_args: the threads set, the folder made (or found); returns (the folder,
-    OUT_DIR/<name>.json, the runs it already holds)."""
-    from make_folders import make_folders
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    folder = make_folders(a.data_dir, kinds=(a.folder,))[a.folder]
-    path = Path(a.out_dir) / f'{name}.json'
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return folder, path, json.loads(path.read_text())['runs'] if path.exists() else []
-
-
-def study_parser(doc, writes, epochs, per):
-    """parser() with --epochs (`epochs` per `per`), --seeds and --threads: a study of shortened runs."""
-    p = parser(doc, writes)
-    p.add_argument('--epochs', type=int, default=epochs, help=f'epochs per {per} (default: {epochs})')
-    p.add_argument('--seeds', type=int, nargs='+', default=[1, 2, 3],
-                   help=f'random seeds: each {per} runs once per seed (default: 1 2 3)')
-    p.add_argument('--threads', type=int, default=0, help='CPU threads for torch, 0 = all (default: 0)')
-    return p
-
-
-def study_argv(a, out_dir, mode, flags, seed):
-    """One study run's flags: a's images, epochs (short_run) and threads, `seed`, start `mode`, then its own."""
-    return ['--img_dir', str(a.img_dir), '--out_dir', str(out_dir), '--start', mode, *short_run(a.epochs),
-            '--seed', str(seed), '--threads', str(a.threads), *flags]
+def require_images(img_dir, prog):
+    """Exit with prog's error line, before any work, unless img_dir holds images."""
+    try:
+        if not abp.list_images(img_dir):
+            raise abp.UserError(f'no images in {img_dir}')
+    except abp.UserError as e:
+        sys.exit(f'{prog}: error: {e}')
 
 
 SEED_METRICS = ('recon_psnr_db', 'sample_nn_psnr_db_median', 'sample_coverage', 'seconds_per_epoch')
 
 
 def over_seeds(runs):
-    """One study row's runs (a mode's metrics per seed, or {'diverged': why}): per metric of SEED_METRICS the
-    mean and sample std over the finished runs, the number of runs that diverged and the guard's events of
-    each run (its recoveries; a diverged run counts as one more). Quote a difference between two rows as an
-    effect only where it is larger than their stds."""
+    """One study row's runs (a mode's metrics per seed, or {'diverged': why}): per metric the mean and sample std
+    over the finished runs, the runs that diverged and each run's guard recoveries (one more for a diverged run)."""
     done = [r for r in runs if 'diverged' not in r]
     out = {'n_runs': len(runs), 'n_diverged': len(runs) - len(done),
            'guard_events': [len(r.get('guard_events', [])) if 'diverged' not in r else 1 for r in runs]}
@@ -189,23 +164,42 @@ def over_seeds(runs):
     return out
 
 
-def require_images(img_dir, prog):
-    """Exit with prog's error line, before any work, unless img_dir holds images."""
-    try:
-        abp.list_images(img_dir)
-    except abp.UserError as e:
-        sys.exit(f'{prog}: error: {e}')
+def study(doc, name, variants, epochs, cli=None):
+    """A study of flag variants: each (key, label, start mode, flags) runs for --epochs epochs once per seed
+    (--seeds) into OUT_DIR/<name>/seedS/<key>/ (run_cached, so a finished run is re-used); writes
+    OUT_DIR/<name>/<name>.json, one row per variant: its runs' metrics ('runs'), their mean and std (over_seeds)."""
+    p = parser(doc, f'{name}/')
+    p.add_argument('--epochs', type=int, default=epochs, help=f'epochs per run (default: {epochs})')
+    p.add_argument('--seeds', type=int, nargs='+', default=[1, 2, 3], help='random seeds (default: 1 2 3)')
+    p.add_argument('--threads', type=int, default=0, help='CPU threads for torch, 0 = all (default: 0)')
+    a = p.parse_args(cli)
+    require_images(a.img_dir, f'{name}.py')
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    runs = {key: [] for key, *_ in variants}
+    for seed in a.seeds:                              # seed by seed: an interrupted study keeps whole seeds
+        for key, label, mode, flags in variants:
+            out = Path(a.out_dir) / name / f'seed{seed}' / key
+            argv = ['--img_dir', a.img_dir, '--out_dir', str(out), '--start', mode, '--seed', str(seed),
+                    *short_run(a.epochs), *flags]
+            runs[key].append(mode_metrics(run_cached(argv, f'seed {seed} {key}'), mode))
+    rows = [{'key': key, 'label': label, 'start': mode, 'flags': ' '.join(flags), 'seeds': a.seeds,
+             'epochs': a.epochs, **over_seeds(runs[key]), 'runs': runs[key]} for key, label, mode, flags in variants]
+    for r in rows:
+        print(f"{r['key']:14s} {r['recon_psnr_db'] or 0:6.2f} +- {r['recon_psnr_db_std'] or 0:4.2f} dB  "
+              f"NN {r['sample_nn_psnr_db_median'] or 0:6.2f} +- {r['sample_nn_psnr_db_median_std'] or 0:4.2f}  "
+              f"{1000 * (r['seconds_per_epoch'] or 0):4.0f} ms/epoch  diverged {r['n_diverged']}  guard {r['guard_events']}")
+    path = Path(a.out_dir) / name / f'{name}.json'
+    abp.write_json(rows, path)
+    print(f'wrote {path}')
+    return rows
 
 
-def read_checkpoint(mode_dir):
-    """A mode's checkpoint.pt (written by abp.save_state), on the CPU."""
-    return torch.load(Path(mode_dir) / 'checkpoint.pt', weights_only=False, map_location='cpu')
-
-
-def load_generator(mode_dir):
-    """A finished mode's checkpoint, its flags (abp.with_defaults) and its generator: (ck, args, model)."""
-    ck = read_checkpoint(mode_dir)
+def load_run(mode_dir):
+    """A finished mode's flags and State, rebuilt from its checkpoint (abp.new_state + abp.load_state) on the CPU."""
+    path = Path(mode_dir) / 'checkpoint.pt'
+    ck = torch.load(path, weights_only=False, map_location='cpu')
     args = abp.with_defaults(argparse.Namespace(**ck['args']))
-    model = abp.Model(args)
-    model.load_state_dict(ck['generator'])
-    return ck, args, model
+    state = abp.new_state(args, len(ck['z']))
+    abp.load_state(state, path, args, abp.Chain(**ck['chain']))
+    return args, state

@@ -1,59 +1,51 @@
 """Generalisation: abp.py's default flags on folders that are not lions and tigers.
 
     pip install scikit-image                                    # the folders are made from its sample photos
-    python bench/generalize.py                                  # about 40 minutes on 2 cores
+    python bench/generalize.py                                  # about 50 minutes on 2 cores
 
-Makes the folders of bench/make_folders.py (photos, faces, textures, gray, shapes: 12-16 images each,
-numbered and unusual file names among them) under --data_dir, runs `python abp.py` with the default
-flags (and any other flag given here) on each into OUT_DIR/generalize/<folder>/, re-used while every
-resolved flag, defaults included, is unchanged and its checkpoints are there (the figure reads them), and
-prints per folder warm and cold PSNR, sample coverage, guard recoveries and seconds; a run the guard gave
-up on is a row from the checkpoints it kept. A run whose final PSNR is 6 dB or more below its best is
-flagged as collapsed. Two more runs take the safety features away on the photos folder (warm start
-without the Langevin step cap, with and without the guard). Writes OUT_DIR/generalize.json and
-OUT_DIR/generalize.jpg (training images and reconstructions per folder).
+Makes the folders of bench/make_folders.py (photos, faces, textures, gray, shapes: 12-16 images each) under
+--data_dir, runs `python abp.py` with the default flags (and any other flag given here) on each into
+OUT_DIR/generalize/<folder>/, re-used while every flag, defaults included, is unchanged, and one more without the
+step cap on the photos (warm start); a run the guard gave up on is a row from the state it kept, a run whose final
+PSNR is 6 dB or more below the best its log shows is flagged as collapsed. Writes OUT_DIR/generalize/generalize.json
+and generalize.jpg (training images and reconstructions per folder) from the runs' checkpoints: where git left
+none, the figure stays as it is unless --figure re-trains the runs.
 """
+import re
 from pathlib import Path
 
 import torch
 
-from common import abp, load_generator, parser, read_checkpoint, run_cached
+from common import abp, checkpoints, load_run, parser, run_cached
 from make_folders import FOLDERS, make_folders
 
-
-def collapsed(out_dir, mode):
-    """Did this mode's reconstruction PSNR end far below its best (the loss curve's PSNR points)?"""
-    curve = read_checkpoint(Path(out_dir) / mode)['stats']['psnr_db']
-    return bool(curve) and curve[-1] < max(curve) - 6.0
-
-
-WITHOUT = [  # (tag, flags, note): the photos folder, warm start, with the safety features taken away
-    ('nocap_noguard', ['--start', 'warm', '--langevin_step_cap', '0', '--no-guard'], 'no step cap, no guard'),
-    ('nocap', ['--start', 'warm', '--langevin_step_cap', '0'], 'no step cap'),
-]
+def collapsed(mode_dir, final_db):
+    """Did this mode end 6 dB or more below the best reconstruction PSNR its output.log shows since its last start?"""
+    last = (Path(mode_dir) / 'output.log').read_text().rsplit(' start: ', 1)[-1]
+    logged = [float(v) for v in re.findall(r' psnr +([\d.]+) dB', last)]
+    return final_db is not None and final_db < max(logged, default=final_db) - 6.0
 
 
-def mode_row(out, mode, metrics):
-    """One mode's cells: from its metrics, or, if abp.py gave up before writing them, from its checkpoint."""
-    if metrics is not None:
-        return {'recon_psnr_db': metrics['recon_psnr_db'], 'sample_nn_psnr_db_median': metrics['sample_nn_psnr_db_median'],
-                'sample_coverage': metrics['sample_coverage'], 'guard_events': len(metrics['guard_events']),
-                'z_std': metrics['z_std'], 'first_layer_norm': metrics['first_layer_norm'],
-                'collapsed': collapsed(out, mode), 'seconds': metrics['seconds']}
-    ck = read_checkpoint(Path(out) / mode)
-    return {'recon_psnr_db': round(ck['stats']['psnr_db'][-1], 3), 'guard_events': len(ck['health']['events']),
-            'gave_up': True, 'collapsed': collapsed(out, mode), 'seconds': ck['seconds']}
+def mode_row(out, mode, m, kept):
+    """One mode's cells: from its metrics, or, if the guard gave up before abp.py wrote them, from what it kept."""
+    if m is None:
+        return {'recon_psnr_db': kept['recon_psnr_db'], 'guard_events': kept['guard_events'], 'gave_up': True,
+                'collapsed': collapsed(Path(out) / mode, kept['recon_psnr_db']), 'seconds': kept['seconds']}
+    return {**{k: m[k] for k in ('recon_psnr_db', 'sample_nn_psnr_db_median', 'sample_coverage')},
+            'guard_events': len(m['guard_events']), 'z_std': m['z_std'], 'first_layer_norm': m['first_layer_norm'],
+            'collapsed': collapsed(Path(out) / mode, m['recon_psnr_db']), 'seconds': m['seconds']}
 
 
-def run_folder(name, folder, out, extra, note='defaults'):
-    """abp.py on one folder (cached; its figure needs the checkpoints); its row of the table."""
+def run_folder(name, folder, out, extra, figure, note='defaults'):
+    """abp.py on one folder (cached; with `figure`, only while its checkpoints are there); its row of the table."""
     row = {'folder': name, 'note': note}
-    m = run_cached(['--img_dir', str(folder), '--out_dir', str(out), *extra], f'{name} ({note})', need_checkpoints=True)
+    m = run_cached(['--img_dir', str(folder), '--out_dir', str(out), *extra], f'{name} ({note})', need_checkpoints=figure)
+    kept = m.get('kept', {})
     if 'diverged' in m:              # abp.py gave up (the guard's last word): what it kept still counts
         row['stopped'] = m['stopped']
         m = {mode: None for mode in m['checkpoints']}
     for mode in [k for k in ('warm', 'cold') if k in m]:
-        row[mode] = mode_row(out, mode, m[mode])
+        row[mode] = mode_row(out, mode, m[mode], kept.get(mode))
     row.update({k: m[k] for k in ('n_images', 'total_seconds') if k in m})
     row['pca_psnr_db'] = m['pca']['recon_psnr_db'] if 'pca' in m else None
     if row.get('warm') and row.get('cold'):          # how far cold start ends below warm start
@@ -61,24 +53,20 @@ def run_folder(name, folder, out, extra, note='defaults'):
     return row
 
 
-def cell(row, mode, key, fmt):
-    return format(row[mode][key], fmt) if mode in row and key in row[mode] else '-'
-
-
 def figure(made, out_dir, path, per_folder=3):
-    """output/generalize.jpg: a row per folder: `per_folder` training images, then their warm and their cold
-    reconstructions (the modes that were run, e.g. warm only with --start warm), the groups apart by a blank tile."""
+    """generalize.jpg: a row per folder: `per_folder` training images, then their warm and their cold
+    reconstructions (the modes that were run), the groups apart by a blank tile."""
     rows, shown = [], []
     for name, folder in made.items():
-        shown = [m for m in ('warm', 'cold') if (Path(out_dir) / name / m / 'checkpoint.pt').exists()]
+        shown = checkpoints(Path(out_dir) / name, ['warm', 'cold'])
         groups = []
         for mode in shown:
-            ck, args, model = load_generator(Path(out_dir) / name / mode)
+            args, state = load_run(Path(out_dir) / name / mode)
             if not groups:                                  # the training images, once per folder
-                x = abp.load_images(folder, abp.default_transform(args.img_size))[0]
-                keep = abp.shown_images(len(x), per_folder)
-                groups.append(x[keep])
-            groups.append(abp.generate(model.Gnet, ck['z'][keep]))
+                data = abp.load_data(args)
+                keep = abp.shown_images(len(data), per_folder)
+                groups.append(data.batch(keep).cpu())
+            groups.append(abp.generate(state.model.Gnet, state.z[keep]))
         blank = torch.ones_like(groups[0][:1])
         rows.append((name, torch.cat([t for g in groups for t in (g, blank)][:-1])))
     abp.plot_recon_comparison(rows, path, f'each row: {per_folder} training images | '
@@ -86,35 +74,32 @@ def figure(made, out_dir, path, per_folder=3):
 
 
 def main():
-    p = parser(__doc__, 'generalize/ and generalize.json', img_dir=False)
+    p = parser(__doc__, 'generalize/', img_dir=False)
     p.add_argument('--data_dir', default='/tmp/abp_folders', help='where the folders are made (default: /tmp/abp_folders)')
     p.add_argument('--folders', nargs='+', default=list(FOLDERS), help=f'which folders (default: {" ".join(FOLDERS)})')
+    p.add_argument('--figure', action='store_true', help='re-train the runs whose checkpoints are missing, to draw the figure')
     a, extra = p.parse_known_args()                   # any other flag is passed on to abp.py
-    made = make_folders(a.data_dir, kinds=a.folders)
-    rows = [run_folder(name, folder, Path(a.out_dir) / 'generalize' / name, extra) for name, folder in made.items()]
-    if 'photos' in made and not set(extra) - {'--parallel'}:              # the collapse the step cap and the guard are there for
-        rows += [run_folder('photos', made['photos'], Path(a.out_dir) / 'generalize' / f'photos_{tag}', flags, note)
-                 for tag, flags, note in WITHOUT]
-    print(f"\n{'folder':9s} {'run':22s} {'warm dB':>8s} {'cold dB':>8s} {'cover w/c':>10s} {'guard w/c':>9s} "
-          f"{'collapse':>8s} {'s':>5s}")
+    made, out = make_folders(a.data_dir, kinds=a.folders), Path(a.out_dir) / 'generalize'
+    rows = [run_folder(name, folder, out / name, extra, a.figure) for name, folder in made.items()]
+    if 'photos' in made and not extra:               # the photos without the step cap, warm start
+        rows.append(run_folder('photos', made['photos'], out / 'photos_nocap', ['--start', 'warm', '--langevin_step_cap', '0'],
+                               False, 'no step cap'))
     for r in rows:
-        gone = any(r.get(m, {}).get('collapsed') for m in ('warm', 'cold'))
-        print(f"{r['folder']:9s} {r['note']:22s} {cell(r, 'warm', 'recon_psnr_db', '8.2f'):>8s} "
-              f"{cell(r, 'cold', 'recon_psnr_db', '8.2f'):>8s} "
-              f"{cell(r, 'warm', 'sample_coverage', 'd'):>4s}/{cell(r, 'cold', 'sample_coverage', 'd'):<4s} "
-              f"{cell(r, 'warm', 'guard_events', 'd'):>4s}/{cell(r, 'cold', 'guard_events', 'd'):<4s} "
-              f"{str(gone):>8s} {r.get('total_seconds', 0):5.0f}" + (f"  stopped: {r['stopped']}" if 'stopped' in r else ''))
-    out = Path(a.out_dir) / 'generalize.json'
-    defaults = [r for r in rows if r['note'] == 'defaults']
-    totals = {'runs': sum(m in r for r in defaults for m in ('warm', 'cold')),
-              'runs_with_guard_events': sum(r[m].get('guard_events', 0) > 0 for r in defaults
-                                            for m in ('warm', 'cold') if m in r),
-              'guard_events': sum(r[m].get('guard_events', 0) for r in defaults for m in ('warm', 'cold') if m in r)}
+        cells = [f"{m} {r[m]['recon_psnr_db']:.2f} dB, {r[m]['guard_events']} guard events"
+                 + (' (collapsed)' if r[m]['collapsed'] else '') for m in ('warm', 'cold') if m in r]
+        print(f"{r['folder']:9s} {r['note']:12s} {'; '.join(cells)}" + (f"; stopped: {r['stopped']}" if 'stopped' in r else ''))
+    runs = [r[m] for r in rows if r['note'] == 'defaults' for m in ('warm', 'cold') if m in r]
+    totals = {'runs': len(runs), 'runs_with_guard_events': sum(m['guard_events'] > 0 for m in runs),
+              'guard_events': sum(m['guard_events'] for m in runs)}
     print(f"default runs: {totals['runs']}, with a guard event: {totals['runs_with_guard_events']} "
           f"({totals['guard_events']} events)")
-    abp.write_json({'flags': extra, 'folders': rows, 'defaults': totals}, out)
-    figure(made, Path(a.out_dir) / 'generalize', Path(a.out_dir) / 'generalize.jpg')
-    print(f"wrote {out} and {Path(a.out_dir) / 'generalize.jpg'}")
+    abp.write_json({'flags': extra, 'folders': rows, 'defaults': totals}, out / 'generalize.json')
+    print(f"wrote {out / 'generalize.json'}")
+    if all(checkpoints(out / name, ['warm', 'cold']) for name in made):
+        figure(made, out, out / 'generalize.jpg')
+        print(f"wrote {out / 'generalize.jpg'}")
+    else:
+        print(f"{out / 'generalize.jpg'} left as it is: the runs' checkpoints are missing (--figure re-trains them)")
 
 
 if __name__ == '__main__':

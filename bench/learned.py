@@ -3,31 +3,33 @@
     python bench/learned.py --img_dir ../shared/data/lion_tiger       # about 25 minutes on 2 cores
     python bench/learned.py --img_dir ../shared/data/lion_tiger --parts neighbours mosaic line   # seconds
 
-The parts (--parts, default all; each writes its key of OUT_DIR/learned.json, keeping the others'):
+The parts (--parts, default all; each writes its key of OUT_DIR/learned/learned.json, keeping the others'):
   neighbours  prior samples of the default run's warm and cold generators beside their nearest training
               image; the share of samples that copy a training image (NN-PSNR at least that image's own
               reconstruction PSNR minus --copy_db) -> learned_neighbours.jpg
-  mosaic      the interpolation square of each mode coloured by the training image nearest to g(z), the
-              prior mass of each image's cell, and the PSNR between neighbouring tiles of the 12 x 12 panel;
-              the same neighbour measure on every ablation and cold-study run whose panel is on disk
-              (mosaic against reconstruction PSNR, mean over seeds) -> learned_mosaic.png
+  mosaic      the interpolation square of each mode coloured by the training image nearest to g(z), the prior
+              mass of each image's cell, and the PSNR between neighbouring tiles of the 12 x 12 panel
+              -> learned_mosaic.png
   line        a straight line in z from a tiger's code to a lion's (warm and cold) beside the pixel
               cross-fade of the same two images -> learned_line.jpg
   heldout     trains both modes on the images minus --holdout of them (a folder of links in
               OUT_DIR/learned/images/), then infers each held-out image's z (M Sobol prior proposals, the
               likeliest, then Langevin) and compares its PSNR with the nearest training image, PCA(2) fitted
               on the training images, and its own reconstruction in the default run -> learned_heldout.jpg
-  theory      re-trains both modes in this process (train_epoch, as abp.train does, without figures) and
-              every --every epochs records per image the largest curvature eigenvalue of eq. 3 in z
-              (lambda_max), the posterior width w = lambda_max^-1/2 against the step s of eq. 6 the chain
-              takes, and the effective sample size of the SIR weights over the cold proposals
-              -> learned_theory.png
-The default run itself comes from run_cached: the committed one in OUT_DIR is re-used while its flags and
-checkpoints are there (git does not keep checkpoints: a fresh clone trains it, about 8 minutes).
+  theory      re-trains both modes in this process (abp.train, without the default run's figures) and, through
+              its hook, every --every epochs records per image the largest curvature eigenvalue of eq. 3 in z
+              (lambda_max), the posterior width w = lambda_max^-1/2 against the step s of eq. 6 the chain takes,
+              and the effective sample size of the SIR weights over the cold proposals -> learned_theory.png
+The default run comes from run_cached in --run_dir (default OUT_DIR): re-used while its flags and checkpoints are
+there (git does not keep checkpoints: a fresh clone trains it, about 8 minutes).
 """
+import dataclasses
+import io
 import json
+import logging
 import math
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -35,16 +37,14 @@ import torch
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.transforms import Bbox
 from PIL import Image
 
-from common import abp, finished, flags_key, load_generator, parser, require_images, run_cached, short_run
+from common import DEFAULTS, abp, finished, flags_key, load_run, parser, require_images, run_cached, short_run
 
 PARTS = ('neighbours', 'mosaic', 'line', 'heldout', 'theory')
 CELL_GRID = 81           # mosaic: the interpolation square sampled CELL_GRID x CELL_GRID times
 PRIOR_DRAWS = 4096       # mosaic: prior draws that estimate each cell's prior mass
 SAME_DB = (30.0, 35.0)   # mosaic: neighbouring tiles this close (PSNR) count as near-identical
-MOSAIC_MIN_DB = 18.0     # mosaic: runs below this reconstruction PSNR drew one mean image: not on the plot
 WIDTH = 6.6              # figures are drawn just inside the report's text width (6.77 in), fonts at 7 pt or more
 DPI = 200                # ... at about 1.4 px of a 128-px tile per printed pixel: tiles near full resolution
 
@@ -52,25 +52,19 @@ DPI = 200                # ... at about 1.4 px of a 128-px tile per printed pixe
 # ---------------------------------------------------------------------------------------------- shared
 
 def default_models(a):
-    """The default run (both modes) via run_cached, and per mode (checkpoint, args, model), on the CPU."""
-    argv = ['--img_dir', a.img_dir, '--out_dir', a.out_dir, '--parallel']
+    """The default run (both modes) via run_cached in a.run_dir, and per mode its (args, State), on the CPU."""
+    argv = ['--img_dir', a.img_dir, '--out_dir', a.run_dir]
     finished(run_cached(argv, 'default run', need_checkpoints=True), 'learned.py', 'the default run')
-    return {m: load_generator(Path(a.out_dir) / m) for m in ('warm', 'cold')}
+    return {m: load_run(Path(a.run_dir) / m) for m in ('warm', 'cold')}
 
 
-def images(args):
-    """The run's training images (N, 3, H, W) on the CPU and their names."""
-    x, names = abp.load_images(args.img_dir, abp.default_transform(args.img_size))
-    return x, names
-
-
-def gen(model, z):
-    return abp.generate(model.Gnet, z)
+def gen(state, z):
+    return abp.generate(state.model.Gnet, z)
 
 
 def epochs_flags(epochs):
     """abp.py's flags for a run of `epochs` epochs: none for the default count (short_run's otherwise)."""
-    return [] if epochs == abp.flag_defaults()['n_epochs'] else short_run(epochs)
+    return [] if epochs == DEFAULTS['n_epochs'] else short_run(epochs)
 
 
 def db(v):
@@ -80,8 +74,10 @@ def db(v):
 def save_photo_figure(fig, path):
     """A figure full of photographs as abp.py stores one (a 4:4:4 JPEG), at DPI; returns its PSNR (dB) to the
     lossless render."""
-    img = abp.save_fig(fig, path, dpi=DPI)
-    a, b = (np.asarray(im, dtype=np.float64) / 255 for im in (img, Image.open(path).convert('RGB')))
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png', dpi=DPI, bbox_inches='tight')
+    Image.open(buf).convert('RGB').save(path, format='JPEG', **abp.PHOTO_JPEG)
+    a, b = (np.asarray(Image.open(f).convert('RGB'), dtype=np.float64) / 255 for f in (buf, path))
     return db(10 * math.log10(1 / max(np.mean((a - b) ** 2), 1e-12)))
 
 
@@ -93,7 +89,7 @@ def strip(ax, img, label):
     ax.set_ylabel(label, rotation=0, ha='right', va='center', fontsize=7.5)
 
 
-# ---------------------------------------------------------------------------------------------- 2. neighbours
+# ---------------------------------------------------------------------------------------------- neighbours
 
 @torch.no_grad()
 def neighbours(models, x, names, a, out):
@@ -104,10 +100,10 @@ def neighbours(models, x, names, a, out):
     pair_db = abp.psnr(x.unsqueeze(1).expand(-1, len(x), -1, -1, -1).flatten(0, 1),
                        x.unsqueeze(0).expand(len(x), -1, -1, -1, -1).flatten(0, 1)).view(len(x), len(x))
     pair_db.fill_diagonal_(-math.inf)
-    for mode, (ck, args, model) in models.items():
-        s = gen(model, z * args.prior_sigma)
+    for mode, (args, state) in models.items():
+        s = gen(state, z * args.prior_sigma)
         nn_db, idx = abp.nearest_neighbours(s, x)
-        own = abp.psnr(gen(model, ck['z']), x)                  # each image's own reconstruction PSNR
+        own = abp.psnr(gen(state, state.z), x)                  # each image's own reconstruction PSNR
         copies = nn_db >= own[idx] - a.copy_db
         result[mode] = {'samples': a.samples, 'nn_psnr_db_median': db(nn_db.median()),
                         'nn_psnr_db_quartiles': [db(q) for q in nn_db.quantile(torch.tensor([0.25, 0.75]))],
@@ -125,7 +121,7 @@ def neighbours(models, x, names, a, out):
     axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
     for ax, (mode, s, nn, nn_db, copies) in zip(axes, rows):
         pairs = torch.stack([s, nn], 1).flatten(0, 1)          # sample, its nearest image, ...
-        ax.imshow(abp.tile(abp.to_unit(pairs), 2 * cols, 1.0))
+        ax.imshow(abp.grid_image(pairs, 2 * cols))
         h = pairs.shape[-1] + 2
         for c in range(1, cols):                               # a dark line between pairs
             ax.axvline(2 * c * h + 1, color='black', lw=0.8)
@@ -134,8 +130,7 @@ def neighbours(models, x, names, a, out):
             colour = 'red' if copies[k] else 'black'
             ax.text((2 * c + 1) * h + 1, r * h + h - 6, f'{nn_db[k]:.1f} dB', color=colour, fontsize=7, ha='center',
                     va='bottom', bbox=dict(facecolor='white', alpha=0.85, pad=0.5, lw=0))
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
         ax.set_title(f"{mode} start: prior sample | nearest training image (PSNR; red: within {a.copy_db:g} dB of "
                      f"the image's own reconstruction);\n{100 * result[mode]['copy_share']:.0f}% of {a.samples} "
                      f"samples are red", fontsize=7.5)
@@ -144,7 +139,7 @@ def neighbours(models, x, names, a, out):
     return result
 
 
-# ---------------------------------------------------------------------------------------------- 3. mosaic
+# ---------------------------------------------------------------------------------------------- mosaic
 
 def tile_neighbour_db(panel, n, size):
     """PSNR (dB) between horizontally and vertically adjacent tiles of an n x n panel (H x W x 3 in [0, 1],
@@ -156,60 +151,9 @@ def tile_neighbour_db(panel, n, size):
     return 10 * torch.log10(1 / mse.clamp_min(1e-10))
 
 
-def neighbour_summary(nb):
-    return {'median_db': db(nb.median()), **{f'share_above_{t:g}db': db((nb > t).float().mean()) for t in SAME_DB}}
-
-
-def panel_file(mode_dir):
-    """A run's last interpolation panel on disk (its largest epoch), or None."""
-    found = sorted(Path(mode_dir).glob('[0-9][0-9][0-9][0-9]_interp.png'))
-    return found[-1] if found else None
-
-
-def study_mosaics(out_dir):
-    """The neighbour measure of every ablation and cold-study run whose panel is on disk, grouped by row
-    (label) with the mean over seeds of it and of the run's reconstruction PSNR."""
-    rows = []
-    for name in ('ablations.json', 'cold_study.json'):
-        path = Path(out_dir) / name
-        if not path.exists():
-            continue
-        for i, r in enumerate(json.loads(path.read_text())):
-            sub = r['key']
-            shares, medians = [], []
-            for seed in r.get('seeds', []):
-                f = panel_file(Path(out_dir) / name.replace('.json', '') / f'seed{seed}' / sub / r['start'])
-                if f is None:
-                    continue
-                nb = tile_neighbour_db(np.asarray(Image.open(f).convert('RGB')) / 255.0, 12, 128)
-                shares.append(float((nb > SAME_DB[1]).float().mean()))
-                medians.append(float(nb.median()))
-            if shares and r.get('recon_psnr_db') is not None:
-                tag = chr(ord('A') + i) if name == 'ablations.json' else f'S{i + 1}'   # as Tables 8 and 6 order them
-                rows.append({'study': name.split('.')[0], 'row': r['key'], 'tag': tag, 'label': r['label'],
-                             'start': r['start'],
-                             'runs': len(shares), 'share_above_35db': db(np.mean(shares)),
-                             'share_above_35db_std': db(np.std(shares, ddof=1)) if len(shares) > 1 else None,
-                             'neighbour_median_db': db(np.mean(medians)), 'recon_psnr_db': r['recon_psnr_db'],
-                             'recon_psnr_db_std': r.get('recon_psnr_db_std')})
-    return rows
-
-
-@torch.no_grad()
-
-def clash(box, ax, dots, placed, obstacles):
-    """How badly a label's display-space box sits: 100 if it leaves the axes, 10 per point or placed label it
-    covers, 1 per obstacle it touches; 0 is a free place."""
-    inside = ax.bbox.contains(box.x0, box.y0) and ax.bbox.contains(box.x1, box.y1)
-    return (not inside) * 100 + 10 * sum(box.contains(*d) for d in dots) \
-        + 10 * sum(box.overlaps(b) for b in placed) + sum(box.overlaps(b) for b in obstacles)
-
-
-def label_points(fig, ax, points, obstacles, fontsize, bbox=None):
-    """Name each (label, (x, y)) point beside it, at the first of a few offsets where the label's box is free
-    (clash: inside the axes, clear of every point, of the labels placed before it and of `obstacles`, display-
-    space Bboxes such as error bars); if there is none, at the one that clashes least; bbox: the labels' box
-    style (matplotlib's annotate). Returns None."""
+def label_points(fig, ax, points, fontsize, bbox=None):
+    """Name each (label, (x, y)) point beside it, at the first of a few offsets where the label's box is free (inside
+    the axes, clear of every point and placed label), else where it clashes least; bbox: the labels' box style."""
     renderer = FigureCanvasAgg(fig).get_renderer()
     dots = [ax.transData.transform(xy) for _, xy in points]
     placed = []
@@ -221,7 +165,9 @@ def label_points(fig, ax, points, obstacles, fontsize, bbox=None):
             t = ax.annotate(label, xy, xytext=(dx, dy), textcoords='offset points', ha=ha, fontsize=fontsize,
                             bbox=bbox)
             box = t.get_window_extent(renderer).padded(3)          # a gap of 3 px: short labels stay apart
-            tried.append((clash(box, ax, dots, placed, obstacles), len(tried), dx, dy, ha, box))
+            clash = 100 * (not (ax.bbox.contains(box.x0, box.y0) and ax.bbox.contains(box.x1, box.y1))) \
+                + sum(box.contains(*d) for d in dots) + sum(box.overlaps(b) for b in placed)
+            tried.append((clash, len(tried), dx, dy, ha, box))
             t.remove()
             if tried[-1][0] == 0:
                 break
@@ -230,35 +176,29 @@ def label_points(fig, ax, points, obstacles, fontsize, bbox=None):
         placed.append(box)
 
 
-def bar_boxes(ax, x, y, xerr, yerr):
-    """Display-space boxes of a point's two error bars."""
-    lo, hi = ax.transData.transform((x - xerr, y - yerr)), ax.transData.transform((x + xerr, y + yerr))
-    mid = ax.transData.transform((x, y))
-    return [Bbox([[lo[0], mid[1] - 1], [hi[0], mid[1] + 1]]), Bbox([[mid[0] - 1, lo[1]], [mid[0] + 1, hi[1]]])]
-
-
+@torch.no_grad()
 def mosaic(models, x, names, a, out):
     """Cell maps of the interpolation square, prior mass per cell, near-identical neighbours in the panel."""
     result, maps = {}, {}
     g = torch.Generator().manual_seed(1)
     prior = torch.randn(PRIOR_DRAWS, 2, generator=g)
-    for mode, (ck, args, model) in models.items():
-        d = abp.interp_half_width(ck['z'])
+    for mode, (args, state) in models.items():
+        d = abp.interp_half_width(state.z)
         # the square, in the panel's layout: row i <-> z[0], column j <-> z[1] (abp.interp_grid)
         grid = abp.interp_grid(2, CELL_GRID, d, 'cpu')
-        nn_db, idx = abp.nearest_neighbours(gen(model, grid), x)
-        _, prior_idx = abp.nearest_neighbours(gen(model, prior * args.prior_sigma), x)
-        panel = abp.interp_grid(2, args.ninterp, d, 'cpu')
-        tiles = gen(model, panel)
-        nb = tile_neighbour_db(abp.tile(abp.to_unit(tiles), args.ninterp, 1.0), args.ninterp, args.img_size)
-        # how far each image's own code sits inside its cell: the PSNR of g at its code to the image
-        result[mode] = {'interp_d': [db(v) for v in d], 'panel_neighbours': neighbour_summary(nb),
-                        'cell_prior_mass': dict(zip(names, [db(v) for v in torch.bincount(prior_idx, minlength=len(x)).float() / PRIOR_DRAWS])),
+        nn_db, idx = abp.nearest_neighbours(gen(state, grid), x)
+        _, prior_idx = abp.nearest_neighbours(gen(state, prior * args.prior_sigma), x)
+        tiles = gen(state, abp.interp_grid(2, args.ninterp, d, 'cpu'))
+        nb = tile_neighbour_db(abp.grid_image(tiles, args.ninterp), args.ninterp, args.img_size)
+        mass = torch.bincount(prior_idx, minlength=len(x)).float() / PRIOR_DRAWS
+        result[mode] = {'interp_d': [db(v) for v in d],
+                        'panel_neighbours': {'median_db': db(nb.median()),
+                                             **{f'share_above_{t:g}db': db((nb > t).float().mean()) for t in SAME_DB}},
+                        'cell_prior_mass': dict(zip(names, [db(v) for v in mass])),
                         'cells_in_square': int(idx.unique().numel()),
                         'square_share_within_3db_of_nearest_image_recon':
-                            db((nn_db >= abp.psnr(gen(model, ck['z']), x)[idx] - 3).float().mean())}
-        maps[mode] = (idx.view(CELL_GRID, CELL_GRID), nn_db.view(CELL_GRID, CELL_GRID), d, ck['z'])
-    result['studies'] = study_mosaics(a.out_dir)
+                            db((nn_db >= abp.psnr(gen(state, state.z), x)[idx] - 3).float().mean())}
+        maps[mode] = (idx.view(CELL_GRID, CELL_GRID), nn_db.view(CELL_GRID, CELL_GRID), d, state.z)
     result['images'], result['same_db'] = names, list(SAME_DB)
 
     colours = colormaps['tab20'].colors
@@ -282,39 +222,12 @@ def mosaic(models, x, names, a, out):
         ax.tick_params(labelsize=7)
     fig.tight_layout()
     for ax, mode in zip(axes, maps):                   # each image's name beside its code, clear of the others
-        label_points(fig, ax, codes[mode], [], fontsize=7, bbox=dict(facecolor='white', alpha=0.7, pad=0.5, lw=0))
+        label_points(fig, ax, codes[mode], fontsize=7, bbox=dict(facecolor='white', alpha=0.7, pad=0.5, lw=0))
     abp.save_fig(fig, out / 'learned_mosaic.png')
-
-    fig = Figure(figsize=(4.2, 3.3))        # printed at 0.62 of the text width: 1:1, fonts at 7.5 pt or more
-    ax = fig.subplots()
-    shown = [r for r in result['studies'] if r['recon_psnr_db'] >= MOSAIC_MIN_DB]   # not the mean-image runs
-    marker = {'ablations': 'o', 'cold_study': '^'}
-    labelled = []
-    for r in shown:
-        x, y = r['recon_psnr_db'], 100 * r['share_above_35db']
-        xerr, yerr = r['recon_psnr_db_std'] or 0, 100 * (r['share_above_35db_std'] or 0)
-        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=marker[r['study']], ms=4.5, capsize=2, lw=0.8,
-                    color='tab:blue' if r['start'] == 'cold' else 'tab:orange', alpha=0.85)
-        if r['start'] == 'cold' or y > 0:                  # the warm runs at 0% sit in one unlabelled row
-            labelled.append((r.get('tag', r['row']), (x, y), xerr, yerr))
-    for name, m in (('ablations (400 epochs)', 'o'), ('cold study (500 epochs)', '^')):
-        ax.plot([], [], m, color='grey', label=name)
-    ax.plot([], [], 's', color='tab:blue', label='cold start')
-    ax.plot([], [], 's', color='tab:orange', label='warm start')
-    ax.set_xlabel('reconstruction PSNR (dB), mean over seeds', fontsize=8)
-    ax.set_ylabel('panel neighbours above 35 dB (%)', fontsize=8)
-    ax.tick_params(labelsize=7.5)
-    ax.set_ylim(top=ax.get_ylim()[1] * 1.12)             # headroom for the labels above the top point
-    ax.grid(alpha=0.3)
-    fig.legend(loc='lower center', ncol=2, fontsize=7.5, frameon=False)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))                 # the legend below the axes, over no point
-    bars = [b for _, xy, xe, ye in labelled for b in bar_boxes(ax, *xy, xe, ye)]
-    label_points(fig, ax, [(tag, xy) for tag, xy, _, _ in labelled], bars, fontsize=7.5)
-    abp.save_fig(fig, out / 'learned_mosaic_runs.png')
     return result
 
 
-# ---------------------------------------------------------------------------------------------- 4. line
+# ---------------------------------------------------------------------------------------------- line
 
 def line_pair(names, z):
     """(i, j): a tiger and a lion (the first two name groups of abp.image_groups) whose codes are closest;
@@ -325,8 +238,7 @@ def line_pair(names, z):
     if len(kinds) >= 2:
         a_idx = [i for i, g in enumerate(groups) if g == kinds[0]]
         b_idx = [i for i, g in enumerate(groups) if g == kinds[1]]
-        sub = dist[a_idx][:, b_idx]
-        k = int(sub.argmin())
+        k = int(dist[a_idx][:, b_idx].argmin())
         return a_idx[k // len(b_idx)], b_idx[k % len(b_idx)]
     k = int(dist.argmax())
     return k // len(z), k % len(z)
@@ -335,13 +247,12 @@ def line_pair(names, z):
 @torch.no_grad()
 def line(models, x, names, a, out):
     """g on a straight line between two images' codes, per mode, and the pixel cross-fade of the two images."""
-    i, j = line_pair(names, models['warm'][0]['z'])
+    i, j = line_pair(names, models['warm'][1].z)
     t = torch.linspace(0, 1, a.frames).unsqueeze(1)
     rows, result = [], {'from': names[i], 'to': names[j], 'frames': a.frames}
-    for mode, (ck, args, model) in models.items():
-        z = ck['z']
-        path = (1 - t) * z[i] + t * z[j]
-        frames = gen(model, path)
+    for mode, (args, state) in models.items():
+        z = state.z
+        frames = gen(state, (1 - t) * z[i] + t * z[j])
         nn_db, idx = abp.nearest_neighbours(frames, x)
         step_db = abp.psnr(frames[1:], frames[:-1])
         result[mode] = {'z_from': [db(v) for v in z[i]], 'z_to': [db(v) for v in z[j]],
@@ -357,14 +268,16 @@ def line(models, x, names, a, out):
     fig = Figure(figsize=(WIDTH, len(rows) * (WIDTH - 1.1) / a.frames + 0.35))
     axes = fig.subplots(len(rows), 1)
     for ax, (label, img) in zip(axes, rows):
-        strip(ax, img, label.replace(': ', ':\n'))
+        ax.imshow(abp.grid_image(img, len(img)))
+        ax.set(xticks=[], yticks=[])
+        ax.set_ylabel(label.replace(': ', ':\n'), rotation=0, ha='right', va='center', fontsize=7.5)
     axes[0].set_title(f'{Path(names[i]).stem} to {Path(names[j]).stem}, {a.frames} evenly spaced points', fontsize=8)
     fig.tight_layout()
     result['jpeg_psnr_db'] = save_photo_figure(fig, out / 'learned_line.jpg')
     return result
 
 
-# ---------------------------------------------------------------------------------------------- 1. heldout
+# ---------------------------------------------------------------------------------------------- heldout
 
 def split(names, k):
     """Indices of k held-out images, evenly spread over the sorted names (lions and tigers both), and the rest."""
@@ -386,20 +299,19 @@ def link_folder(src, names, keep, folder):
 
 
 @torch.no_grad()
-def best_proposal(model, x, n, sigma, prior_sigma):
+def best_proposal(gen_net, x, n, sigma, prior_sigma):
     """Per image the likeliest of n Sobol prior draws (eq. 1), in chunks."""
-    zeta = abp.quasi_prior(n, model.Gnet.nz, prior_sigma).cpu()
-    d = torch.cat([abp.sq_dists(x, gen(model, zeta[k:k + 512])) for k in range(0, n, 512)], 1)
+    zeta = abp.quasi_prior(n, gen_net.nz, prior_sigma).cpu()
+    d = torch.cat([abp.sq_dists(x, abp.generate(gen_net, zeta[k:k + 512])) for k in range(0, n, 512)], 1)
     return zeta[d.argmin(1)]
 
 
-def infer(model, args, x, a):
-    """z for images the generator never saw: the best of a.proposals prior draws, then a.steps Langevin steps
-    at the warm chain's step, capped at each image's posterior width (as training does)."""
-    z = best_proposal(model, x, a.proposals, args.mse_sigma, args.prior_sigma)
-    width = abp.posterior_width(model.Gnet, z, args.mse_sigma, args.prior_sigma)
-    s = abp.capped_step(args.langevin_step_size, width, args.langevin_step_cap)
-    return model.sample_langevin(z, x, a.steps, s)
+def infer(args, state, x, a):
+    """z for images the generator never saw: the best of a.proposals prior draws, then a.steps Langevin steps of
+    the warm chain, each image's step capped at its posterior width (as training does)."""
+    gen_net, chain = state.model.Gnet, dataclasses.replace(abp.chain_for(args, 'warm'), steps=a.steps)
+    z = best_proposal(gen_net, x, a.proposals, chain.sigma, chain.prior_sigma)
+    return abp.langevin(gen_net, z, x, chain, chain.step(abp.posterior_width(gen_net, z, chain.sigma, chain.prior_sigma)))
 
 
 def heldout(models, x, names, a, out):
@@ -407,15 +319,12 @@ def heldout(models, x, names, a, out):
     held, kept = split(names, a.holdout)
     if not held:
         return {'skipped': f'{len(names)} images: too few to hold {a.holdout} out'}
-    folder = link_folder(a.img_dir, names, kept, Path(a.out_dir) / 'learned' / 'images')
-    argv = ['--img_dir', str(folder), '--out_dir', str(Path(a.out_dir) / 'learned' / 'heldout'), '--parallel',
-            '--seed', str(a.seed), *epochs_flags(a.epochs)]
+    folder = link_folder(a.img_dir, names, kept, out / 'images')
+    argv = ['--img_dir', str(folder), '--out_dir', str(out / 'heldout'), '--seed', str(a.seed),
+            '--img_size', str(models['warm'][0].img_size), *epochs_flags(a.epochs)]     # the default run's size
     run = finished(run_cached(argv, 'held-out run', need_checkpoints=True), 'learned.py', 'the held-out run')
     xh, xk = x[held], x[kept]
-    flat = xk.flatten(1).double()
-    mean = flat.mean(0, keepdim=True)
-    vt = torch.linalg.svd(flat - mean, full_matrices=False)[2][:2]       # PCA(2) of the training images only
-    pca = (mean + (xh.flatten(1).double() - mean) @ vt.T @ vt).float().view_as(xh)
+    pca = abp.pca_recon(xh, fit=abp.pca_fit(xk, 2))              # PCA(2) of the training images only
     nn_db, nn_idx = abp.nearest_neighbours(xh, xk)
     result = {'held_out': [names[i] for i in held], 'trained_on': [names[i] for i in kept],
               'proposals': a.proposals, 'langevin_steps': a.steps,
@@ -423,14 +332,13 @@ def heldout(models, x, names, a, out):
               'nearest_training_image_db': [db(v) for v in nn_db], 'pca2_db': [db(v) for v in abp.psnr(pca, xh)]}
     rows = [('held-out\nimage', xh), ('nearest\ntraining image', xk[nn_idx]), ('PCA(2) of\ntraining images', pca)]
     for mode in ('warm', 'cold'):
-        ck, args, model = load_generator(Path(a.out_dir) / 'learned' / 'heldout' / mode)
+        args, state = load_run(out / 'heldout' / mode)
         torch.manual_seed(a.seed)
-        z = infer(model, args, xh, a)
-        rec = gen(model, z)
-        own_ck, _, own_model = models[mode]
-        own = gen(own_model, own_ck['z'][held])                # the default run, trained on all images
+        z = infer(args, state, xh, a)
+        rec = gen(state, z)
+        own = gen(models[mode][1], models[mode][1].z[held])     # the default run, trained on all images
         result[mode] = {'heldout_db': [db(v) for v in abp.psnr(rec, xh)],
-                        'trained_on_recon_db': [db(v) for v in abp.psnr(gen(model, ck['z']), xk)],
+                        'trained_on_recon_db': [db(v) for v in abp.psnr(gen(state, state.z), xk)],
                         'own_recon_db': [db(v) for v in abp.psnr(own, xh)],
                         'train_recon_psnr_db': run[mode]['recon_psnr_db'], 'z': [[db(u) for u in v] for v in z]}
         rows += [(f'{mode}: held out,\nz inferred', rec), (f'{mode}: trained\non it (default run)', own)]
@@ -442,7 +350,7 @@ def heldout(models, x, names, a, out):
     fig = Figure(figsize=(WIDTH, len(held) * WIDTH / len(rows) + 0.45))
     axes = fig.subplots(1, 1)
     grid = torch.stack([r[1] for r in rows], 1).flatten(0, 1)   # image by image, one column per reference
-    axes.imshow(abp.tile(abp.to_unit(grid), len(rows), 1.0))
+    axes.imshow(abp.grid_image(grid, len(rows)))
     h = x.shape[-1] + 2
     for c, (label, _) in enumerate(rows):
         axes.text(c * h + h / 2, -6, label, ha='center', va='bottom', fontsize=7)
@@ -453,67 +361,64 @@ def heldout(models, x, names, a, out):
             if v is not None:
                 axes.text(c * h + h / 2, r * h + h - 6, f'{v:.1f} dB', ha='center', fontsize=7,
                           bbox=dict(facecolor='white', alpha=0.8, pad=0.5, lw=0))
-    axes.set_xticks([])
-    axes.set_yticks([])
+    axes.set(xticks=[], yticks=[])
     fig.tight_layout()
     result['jpeg_psnr_db'] = save_photo_figure(fig, out / 'learned_heldout.jpg')
     return result
 
 
-# ---------------------------------------------------------------------------------------------- 5. theory
+# ---------------------------------------------------------------------------------------------- theory
 
 @torch.no_grad()
-def sir_ess(model, x, args, cold):
+def sir_ess(gen_net, x, cold):
     """Effective sample size (sum w)^2 / sum w^2 per image of the SIR weights over the cold chain's proposals,
     drawn from a copy of the RNG state: training's own next draws are left as they were."""
-    saved = abp.rng_state()
-    zeta = abp.quasi_prior(cold.proposals, args.nz, args.prior_sigma) if cold.sobol else \
-        abp.sample_gaussian_prior(cold.proposals, args.nz, args.prior_sigma)
-    abp.set_rng_state(saved)
-    w = torch.softmax(-abp.sq_dists(x, gen(model, zeta)) / (2 * args.mse_sigma ** 2), 1)
+    saved = torch.get_rng_state()
+    zeta = abp.quasi_prior(cold.n_proposals(len(x)), gen_net.nz, cold.prior_sigma)
+    torch.set_rng_state(saved)
+    w = torch.softmax(-abp.sq_dists(x, abp.generate(gen_net, zeta)) / (2 * cold.sigma ** 2), 1)
     return 1 / w.pow(2).sum(1)
 
 
-def measure(state, x, chain, cold, args):
+def measure(state, x, chain, cold):
     """Per image: lambda_max and w at the chains' current z, the step s the next epoch takes, the SIR ESS."""
-    model = state['model']
-    w = abp.posterior_width(model.Gnet, state['z'], args.mse_sigma, args.prior_sigma).flatten()
-    width_kept = state['width']
-    state['width'] = w.unsqueeze(1)                           # the step the chain would take with these widths
-    s = torch.as_tensor(abp.langevin_step(chain, state, args)).flatten().expand_as(w)
-    state['width'] = width_kept
-    return {'epoch': state['epoch'], 'lambda_max': [round(float(v), 2) for v in w.pow(-2)],
-            'width': [round(float(v), 5) for v in w], 'step': [round(float(v), 5) for v in s],
-            'ess': [round(float(v), 2) for v in sir_ess(model, x, args, cold)],
-            'z': [[round(float(u), 4) for u in v] for v in state['z']]}
+    gen_net = state.model.Gnet
+    w = abp.posterior_width(gen_net, state.z, chain.sigma, chain.prior_sigma)
+    s = torch.as_tensor(chain.step(w, state.step_scale)).flatten().expand(len(w))
+    return {'epoch': state.epoch, 'lambda_max': [round(float(v), 2) for v in w.flatten().pow(-2)],
+            'width': [round(float(v), 5) for v in w.flatten()], 'step': [round(float(v), 5) for v in s],
+            'ess': [round(float(v), 2) for v in sir_ess(gen_net, x, cold)],
+            'z': [[round(float(u), 4) for u in v] for v in state.z]}
 
 
-def theory_run(args, x, mode, every):
-    """A default training run of one mode in this process, measured every `every` epochs."""
-    chain, cold = abp.chain_for(args, mode), abp.chain_for(args, 'cold')
-    state = abp.new_state(args, len(x), chain)
-    series = []
-    while state['epoch'] < args.n_epochs:
-        if state['epoch'] % every == 0:
-            series.append(measure(state, x, chain, cold, args))
-        _, x_hat = abp.train_epoch(state, x, chain, args)
-        state['epoch'] += 1
-    series.append(measure(state, x, chain, cold, args))
-    return series, db(abp.psnr(x_hat, x).mean())
+def theory_run(args, data, mode, every):
+    """A default training run of one mode in this process (abp.train), measured every `every` epochs through its
+    hook; returns the measurements and the final reconstruction PSNR."""
+    chain, cold, x = abp.chain_for(args, mode), abp.chain_for(args, 'cold'), data.batch(None)
+    state = abp.new_state(args, len(data))
+    series = [measure(state, x, chain, cold)]
+
+    def hook(state, loss, psnr_db):
+        if state.epoch % every == 0 or state.epoch == args.n_epochs:
+            series.append(measure(state, x, chain, cold))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        abp.train(state, data, chain, args, tmp, logging.getLogger('learned'), hook)
+    return series, db(state.psnr.mean())
 
 
 def theory(models, x, names, a, out):
     """lambda_max, w against s, and the SIR ESS over a default training run of each mode."""
     args = abp.parse_args(['--img_dir', a.img_dir, '--seed', str(a.seed), *epochs_flags(a.epochs)])
-    x = x.contiguous(memory_format=torch.channels_last)
-    result = {'every': a.every, 'proposals': abp.chain_for(args, 'cold').proposals, 'images': names,
+    data = abp.load_data(args)
+    result = {'every': a.every, 'proposals': abp.chain_for(args, 'cold').n_proposals(len(data)), 'images': names,
               'flags': flags_key(vars(args))}
     path = out / 'learned.json'              # the same training already measured there: re-use its series
     before = json.loads(path.read_text()).get('theory', {}) if path.exists() else {}
-    same = before.get('flags') == result['flags'] and before.get('every') == a.every
+    same = flags_key(before.get('flags', {}), len(data)) == result['flags'] and before.get('every') == a.every
     for mode in ('warm', 'cold'):
         series, final = (before[mode]['series'], before[mode]['final_recon_psnr_db']) if same else \
-            theory_run(args, x, mode, a.every)
+            theory_run(args, data, mode, a.every)
         last = series[-1]
         result[mode] = {'series': series, 'final_recon_psnr_db': final,
                         'configured_step': abp.chain_for(args, mode).step_size,
@@ -561,7 +466,8 @@ def theory(models, x, names, a, out):
 # ---------------------------------------------------------------------------------------------- main
 
 def main():
-    p = parser(__doc__, 'learned.json, learned_*.png|jpg and learned/')
+    p = parser(__doc__, 'learned/')
+    p.add_argument('--run_dir', help='the default run: its folder (default: OUT_DIR)')
     p.add_argument('--parts', nargs='+', default=list(PARTS), choices=PARTS, help='which parts (default: all)')
     p.add_argument('--samples', type=int, default=1000, help='neighbours: prior samples measured (default: 1000)')
     p.add_argument('--shown', type=int, default=12, help='neighbours: samples shown (default: 12)')
@@ -575,14 +481,14 @@ def main():
     p.add_argument('--every', type=int, default=20, help='theory: epochs between measurements (default: 20)')
     p.add_argument('--seed', type=int, default=1, help='theory and heldout: seed (default: 1)')
     p.add_argument('--epochs', type=int, default=2000, help='theory and heldout: epochs per mode (default: 2000)')
-    p.add_argument('--threads', type=int, default=0, help='CPU threads for torch, 0 = all (default: 0)')
     a = p.parse_args()
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    a.run_dir = a.run_dir or a.out_dir
     require_images(a.img_dir, 'learned.py')
-    out = Path(a.out_dir)
+    out = Path(a.out_dir) / 'learned'
+    out.mkdir(parents=True, exist_ok=True)
     models = default_models(a)
-    x, names = images(models['warm'][1])
+    data = abp.load_data(models['warm'][0])
+    x, names = data.batch(None).cpu(), data.names
     path = out / 'learned.json'
     result = json.loads(path.read_text()) if path.exists() else {}
     for part in PARTS:

@@ -8,18 +8,16 @@ Each folder holds 12-16 images made from scikit-image's bundled photos (no downl
   faces     12 faces of scikit-image's LFW subset, 25 px upscaled, numbered names like 000017.png
   textures  15 tinted crops of brick, grass and gravel, names brick_01.png ...
   gray      12 grayscale crops (camera, moon, coins, text, ...), unusual names: spaces, accents, brackets
-  shapes    16 coloured shapes on textured backgrounds (bench/make_shapes.py)
+  shapes    16 coloured shapes (circle, square, triangle, star) on noisy gradient backgrounds
 The crops are random (seeded): the same command always makes the same files.
 """
 import argparse
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageEnhance, ImageOps
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_shapes import shape_image  # noqa: E402
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 COLOUR = ['astronaut.png', 'chelsea.png', 'coffee.png', 'rocket.jpg', 'motorcycle_left.png',
           'hubble_deep_field.jpg', 'ihc.png', 'retina.jpg']
@@ -84,6 +82,28 @@ def gray(rng, src, out):
     for name, source in zip(ODD_NAMES, GRAY):
         with Image.open(src / source) as im:
             random_crop(rng, im.convert('L'), 150).save(out / name)
+
+
+def shape_image(rng, size=160):
+    """One image: a gradient background with noise, and a circle, square, triangle or star on it."""
+    top, bottom = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+    t = np.linspace(0, 1, size)[:, None, None]
+    bg = (top * (1 - t) + bottom * t).repeat(size, axis=1) + rng.normal(0, 12, (size, size, 3))
+    img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(1))
+    draw = ImageDraw.Draw(img)
+    kind = rng.choice(['circle', 'square', 'triangle', 'star'])
+    cx, cy, r = *rng.integers(size // 3, 2 * size // 3, 2), int(rng.integers(size // 6, size // 3))
+    colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+    rot = rng.uniform(0, 2 * math.pi)
+    n = {'square': 4, 'triangle': 3, 'star': 10}.get(kind)
+    if kind == 'circle':
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
+    else:
+        pts = [(cx + (r if kind != 'star' or i % 2 == 0 else r / 2) * math.cos(rot + 2 * math.pi * i / n),
+                cy + (r if kind != 'star' or i % 2 == 0 else r / 2) * math.sin(rot + 2 * math.pi * i / n))
+               for i in range(n)]
+        draw.polygon(pts, fill=colour)
+    return img, kind
 
 
 def shapes(rng, src, out):

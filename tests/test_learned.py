@@ -1,12 +1,16 @@
-"""The measurements of bench/learned.py and the studies' statistics, against independent computations."""
+"""The measurements of bench/learned.py and the studies' statistics, against independent computations; its
+parts that re-train (heldout, theory) on tiny images."""
+import argparse
+import json
 import statistics
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 import abp
-from conftest import ROOT
+from conftest import ROOT, tiny_argv
 
 sys.path.insert(0, str(ROOT / 'bench'))
 import common  # noqa: E402
@@ -54,7 +58,7 @@ def test_tile_neighbour_psnr_matches_a_direct_computation():
 
 def test_tile_neighbours_read_the_panel_abp_writes(tmp_path):
     """On a real save_interp panel of a constant generator every neighbour pair is identical."""
-    gen = abp.GenNet(nz=2, img_size=8, width=2, max_ch=4, batchnorm=False)
+    gen = abp.GenNet(nz=2, img_size=8)
     with torch.no_grad():
         for p in gen.parameters():
             p.zero_()
@@ -83,15 +87,52 @@ def test_line_pair_is_the_closest_tiger_and_lion():
 
 
 def test_sir_ess_leaves_training_draws_unchanged_and_is_m_for_equal_weights():
-    args = abp.parse_args(['--img_size', '8', '--gen_width', '2', '--gen_max_ch', '4', '--cold_proposals', '16'])
+    args = abp.parse_args(['--img_size', '8', '--cold_proposals', '16'])
     model, cold = abp.Model(args), abp.chain_for(args, 'cold')
     x = torch.rand(3, 3, 8, 8) * 2 - 1
     torch.manual_seed(5)
-    ess = learned.sir_ess(model, x, args, cold)
+    ess = learned.sir_ess(model.Gnet, x, cold)
     after = torch.rand(4)
     torch.manual_seed(5)
     assert torch.equal(after, torch.rand(4))                  # the RNG state was put back
     assert ((ess >= 1 - 1e-4) & (ess <= 16 + 1e-4)).all()
     with torch.no_grad():                                     # a generator that ignores z: all weights equal
         model.Gnet.fc.weight.zero_()
-    assert torch.allclose(learned.sir_ess(model, x, args, cold), torch.full((3,), 16.0), atol=1e-3)
+    assert torch.allclose(learned.sir_ess(model.Gnet, x, cold), torch.full((3,), 16.0), atol=1e-3)
+
+
+def test_theory_measures_a_training_it_leaves_as_it_was(img_dir, tmp_path):
+    """theory_run: measurements at epoch 0 and every `every` epochs, each step at most the chain's and within the
+    cap, ESS between 1 and the proposals; the final PSNR is that of the same training without measurements."""
+    args = abp.parse_args(tiny_argv(img_dir, tmp_path, '--n_epochs', '4', '--n_plot', '4', '--n_log', '4'))
+    data = abp.load_data(args)
+    series, final = learned.theory_run(args, data, 'cold', every=2)
+    assert [r['epoch'] for r in series] == [0, 2, 4]
+    cold = abp.chain_for(args, 'cold')
+    for r in series:
+        assert all(0 < s <= min(cold.step_size, w) + 1e-6 for s, w in zip(r['step'], r['width']))
+        assert all(1 - 1e-3 <= e <= cold.n_proposals(len(data)) + 1e-3 for e in r['ess'])
+        assert r['lambda_max'] == [pytest.approx(w ** -2, rel=2e-3, abs=0.01) for w in r['width']]
+    state = abp.new_state(args, len(data))
+    abp.train(state, data, cold, args, tmp_path / 'plain', abp.get_logger(tmp_path / 'plain'))
+    assert final == round(state.psnr.mean().item(), 3)
+
+
+def test_heldout_infers_codes_for_images_left_out(img_dir, tiny_run, tmp_path, fast_figures):
+    """heldout: a run on the images minus one (cached, 16 px as the default run), the left-out image's z inferred,
+    its PSNR beside three references and the figure; then the same part again re-uses that run."""
+    models = {m: common.load_run(tiny_run / m) for m in ('warm', 'cold')}
+    data = abp.load_data(models['warm'][0])
+    x, names = data.batch(None).cpu(), data.names
+    a = argparse.Namespace(img_dir=str(img_dir), out_dir=str(tmp_path), holdout=1, seed=1, epochs=2, proposals=64,
+                           steps=3)
+    r = learned.heldout(models, x, names, a, tmp_path)
+    assert r['held_out'] == [names[1]] and r['trained_on'] == [names[i] for i in (0, 2, 3)]
+    for mode in ('warm', 'cold'):
+        assert len(r[mode]['heldout_db']) == 1 and len(r[mode]['z'][0]) == 2
+        own = abp.psnr(abp.generate(models[mode][1].model.Gnet, models[mode][1].z[1:2]), x[1:2]).item()
+        assert r[mode]['own_recon_db'] == [round(own, 3)]
+    assert json.loads((tmp_path / 'heldout' / 'metrics.json').read_text())['args']['img_size'] == 16
+    assert (tmp_path / 'learned_heldout.jpg').exists() and sorted(p.name for p in (tmp_path / 'images').iterdir()) == \
+        sorted(r['trained_on'])
+    assert learned.heldout(models, x, names, a, tmp_path) == r         # cached run, seeded inference
