@@ -108,8 +108,8 @@ def matmul_peak_gflops(n=2048, reps=10):
 
 
 def at_budget(curves, budget):
-    """{configuration: the PSNR of its last curve point at or before `budget` seconds}."""
-    return {k: [db for t, db in v if t <= budget][-1] for k, v in curves.items()}
+    """{configuration: the PSNR of its last curve point at or before `budget` seconds (None: no epoch ended by then)}."""
+    return {k: next((db for t, db in reversed(v) if t <= budget), None) for k, v in curves.items()}
 
 
 def plot_curves(result, path):
@@ -146,7 +146,7 @@ def main():
     curves = {}
     for name, cfg in (('course', course), ('ours', ours)):
         curves[name], n = psnr_within(cfg, a.budget)
-        print(f'3. {name:6s} PSNR within {a.budget:.0f} s: {at_budget(curves, a.budget)[name]:.2f} dB ({n} epochs)')
+        print(f'3. {name:6s} PSNR within {a.budget:g} s: {at_budget(curves, a.budget)[name]} dB ({n} epochs)')
     per_mode = {'warm': seconds_per_epoch(ours, 20 * a.epochs),
                 'cold': seconds_per_epoch(config(a.img_dir, [], 'cold'), 20 * a.epochs)}
     print(f"4. seconds/epoch  warm {per_mode['warm']:.4f}  cold {per_mode['cold']:.4f}  "
