@@ -1,4 +1,3 @@
-import inspect
 import io
 import os
 import sys
@@ -52,18 +51,21 @@ def real_dir():
 
 
 def tiny_argv(img_dir, out_dir, *extra):
-    """Flags for a run that takes seconds: 16-px images, narrow generator, few epochs."""
+    """Flags for a run that takes seconds: 16-px images, few epochs."""
     return ['--img_dir', str(img_dir), '--out_dir', str(out_dir), '--img_size', '16', '--n_epochs', '6',
-            '--n_plot', '2', '--n_log', '3', '--n_stats', '2', '--langevin_num_steps', '3', '--cold_langevin_num_steps', '3',
-            '--gen_width', '4', '--ninterp', '4', *extra]
+            '--n_plot', '2', '--n_log', '3', '--n_stats', '2', '--langevin_num_steps', '3',
+            '--cold_langevin_num_steps', '3', '--ninterp', '4', *extra]
 
 
 @pytest.fixture(scope='session')
 def tiny_run(img_dir, tmp_path_factory):
-    """One finished `abp.main(tiny_argv(...))` (warm and cold, every figure really drawn), shared by the
-    tests that only read its outputs; they must not write into it (copy it first)."""
+    """One finished `abp.main(tiny_argv(...))` (warm and cold; images and GIFs drawn, matplotlib's figures built
+    but not rendered, as with fast_figures), shared by the tests that only read its outputs; they must not write
+    into it (copy it first)."""
     out = tmp_path_factory.mktemp('tiny_run') / 'out'
-    abp.main(tiny_argv(img_dir, out))
+    with pytest.MonkeyPatch.context() as mp:
+        skip_rendering(mp, gifs=False)
+        abp.main(tiny_argv(img_dir, out))
     return out
 
 
@@ -86,17 +88,25 @@ def _stub_savefig(self, fname, *args, format=None, **kwargs):
 @pytest.fixture
 def fast_figures(monkeypatch):
     """Matplotlib figures are built but not rendered (rendering is most of a tiny run's time): savefig
-    writes a 1x1 PNG or a stub PDF, tight_layout does nothing. For tests about training, not pictures;
-    the drawing code up to savefig still runs, and tiny_run, test_two_hundred_images_... and the
-    occlusion test render every figure for real."""
+    writes a 1x1 PNG or a stub PDF, tight_layout does nothing, and a GIF keeps its first frame only. For
+    tests about training, not pictures; the drawing code up to savefig still runs, and
+    test_a_hundred_images_... and the occlusion test render every figure for real."""
     skip_rendering(monkeypatch)
 
 
-def skip_rendering(monkeypatch):
-    """What fast_figures does, with any MonkeyPatch (e.g. pytest.MonkeyPatch.context() in a wider fixture)."""
+def _first_frame_gif(frames, path, ms_per_frame):
+    with abp.atomic_path(path) as tmp:
+        frames[0].save(tmp, format='GIF')
+
+
+def skip_rendering(monkeypatch, gifs=True):
+    """What fast_figures does, with any MonkeyPatch (e.g. pytest.MonkeyPatch.context() in a wider fixture);
+    gifs=False leaves the GIFs whole."""
     from matplotlib.figure import Figure
     monkeypatch.setattr(Figure, 'savefig', _stub_savefig)
     monkeypatch.setattr(Figure, 'tight_layout', lambda self, *a, **k: None)
+    if gifs:
+        monkeypatch.setattr(abp, 'save_gif', _first_frame_gif)
 
 
 def run_main(argv, capsys):
@@ -113,25 +123,42 @@ def run_main(argv, capsys):
     return (0 if code is None else code), err.strip().splitlines()
 
 
-def spy_langevin(monkeypatch):
-    """Wrap Model.sample_langevin; returns a list that gets, per call, the Langevin steps it really took
-    (counted in its trace) and the step size s it used (its default, the model's chain's step_size, if none
-    was passed)."""
-    real = abp.Model.sample_langevin
-    sig = inspect.signature(real)
-    calls = []
+def strip_times(m):
+    """metrics without wall-clock fields (they differ between any two runs) and without the flags."""
+    if isinstance(m, dict):
+        return {k: strip_times(v) for k, v in m.items() if 'seconds' not in k and k != 'args'}
+    return m
 
-    def spy(self, *args, **kwargs):
-        bound = sig.bind(self, *args, **kwargs)
-        bound.apply_defaults()
-        if bound.arguments['trace'] is None:
-            bound.arguments['trace'] = []
-        trace = bound.arguments['trace']
+
+def stop_after(monkeypatch, *at):
+    """Make abp.train stop as Ctrl-C does (StopFlag.requested, set from train's hook) after each (mode, epoch)
+    in `at`, once each; returns the set of stops still to come."""
+    real, pending = abp.train, set(at)
+
+    def train(state, data, chain, args, exp_dir, logger, hook=None):
+        def stop(st, loss, psnr_db):
+            if hook:
+                hook(st, loss, psnr_db)
+            if (chain.mode, st.epoch) in pending:
+                pending.discard((chain.mode, st.epoch))
+                abp.StopFlag.requested = True
+        return real(state, data, chain, args, exp_dir, logger, stop)
+
+    monkeypatch.setattr(abp, 'train', train)
+    return pending
+
+
+def spy_langevin(monkeypatch):
+    """Wrap abp.langevin; returns a list that gets, per call, the chain's mode, the Langevin steps it really took
+    (counted in its trace) and the step size s it used."""
+    real, calls = abp.langevin, []
+
+    def spy(gen, z, x, chain, s, mask=None, trace=None):
+        trace = [] if trace is None else trace
         before = len(trace)
-        out = real(*bound.args, **bound.kwargs)
-        s = bound.arguments['step_size']
-        calls.append({'steps': len(trace) - before, 'step_size': self.chain.step_size if s is None else s})
+        out = real(gen, z, x, chain, s, mask, trace)
+        calls.append({'mode': chain.mode, 'steps': len(trace) - before, 'step_size': s, 'n': len(z)})
         return out
 
-    monkeypatch.setattr(abp.Model, 'sample_langevin', spy)
+    monkeypatch.setattr(abp, 'langevin', spy)
     return calls

@@ -1,22 +1,29 @@
 """Every name of ../shared/course_interface.md: shapes, returns, files written."""
 import argparse
+import json
 import logging
-import subprocess
+import os
+import random
+import runpy
 import sys
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 
 import abp
-from conftest import ROOT
+from conftest import ROOT, tiny_argv
 
 
-def test_import_has_no_side_effects(tmp_path):
-    out = subprocess.run([sys.executable, '-c', f'import sys; sys.path.insert(0, {str(ROOT)!r}); import abp'],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout == ''
+def test_import_has_no_side_effects(tmp_path, monkeypatch, capsys):
+    """Running abp.py's module code (as `import abp` does; runpy, in a fresh namespace of this process) in an
+    empty folder, with a command line it would reject, prints nothing, writes nothing and parses no flags."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, 'argv', ['grader.py', '--not-a-flag-of-abp'])
+    namespace = runpy.run_path(str(ROOT / 'abp.py'), run_name='abp_import_check')
+    assert callable(namespace['main']) and namespace['device'] == abp.device
+    assert capsys.readouterr() == ('', '')
     assert list(tmp_path.iterdir()) == []
 
 
@@ -28,8 +35,8 @@ def test_everything_lives_on_abp_device():
     where = torch.device(abp.device).type
     assert abp.sample_gaussian_prior(3, 2).device.type == where
     state = abp.new_state(small_args(), 3)
-    assert state['z'].device.type == where and state['z_eval'].device.type == where
-    assert all(p.device.type == where for p in state['model'].parameters())
+    assert state.z.device.type == where and state.z_eval.device.type == where
+    assert all(p.device.type == where for p in state.model.parameters())
     m = abp.Model(small_args()).to(abp.device)
     assert m(abp.sample_gaussian_prior(2, 2)).device.type == where
 
@@ -47,11 +54,24 @@ def test_parse_args_course_flags():
     assert (b.start, b.lr, b.langevin_num_steps) == ('cold', 0.01, 7)
 
 
-def test_set_seed_returns_seed_and_repeats():
+def test_parse_args_without_arguments_reads_the_command_line(monkeypatch):
+    """The skeleton calls parse_args() with no argument: the flags come from sys.argv."""
+    monkeypatch.setattr(sys, 'argv', ['abp.py', '--start', 'cold', '--n_epochs', '7', '--mse_sigma', '0.5'])
+    a = abp.parse_args()
+    assert (a.start, a.n_epochs, a.mse_sigma) == ('cold', 7, 0.5)
+
+
+def test_set_seed_returns_seed_and_repeats(monkeypatch):
+    """set_seed seeds PYTHONHASHSEED, random, numpy and torch: each repeats its draws after it."""
+    monkeypatch.setenv('PYTHONHASHSEED', '0')
+    draw = lambda: (random.random(), np.random.rand(), torch.rand(3).tolist())  # noqa: E731
     assert abp.set_seed(3) == 3
-    a = torch.rand(3)
+    a = draw()
+    assert os.environ['PYTHONHASHSEED'] == '3'
+    abp.set_seed(4)
+    assert all(x != y for x, y in zip(a, draw()))
     abp.set_seed(3)
-    assert torch.equal(a, torch.rand(3))
+    assert draw() == a
 
 
 def test_set_cuda_makes_cudnn_deterministic():
@@ -75,9 +95,17 @@ def test_get_logger_writes_file(tmp_path, capsys):
 
 
 def test_load_img_tensors(img_dir):
-    x = abp.load_img_tensors(img_dir, abp.default_transform(16), 'cpu')
-    assert x.shape == (4, 3, 16, 16) and x.device.type == 'cpu'
-    assert x.min() >= -1 and x.max() <= 1
+    """Every image of the folder, in name order, through the given transform, on the given device."""
+    x = abp.load_img_tensors(img_dir, abp.default_transform(16), abp.device)
+    assert x.shape == (4, 3, 16, 16) and x.device.type == torch.device(abp.device).type
+    assert x.min() >= -1 and x.max() <= 1 and x.min() < 0 < x.max()
+    from torchvision import transforms
+    u8 = abp.load_img_tensors(img_dir, transforms.Compose([transforms.Resize(8), transforms.PILToTensor()]), 'cpu')
+    assert u8.dtype == torch.uint8 and u8.shape == (4, 3, 8, 8)
+    from PIL import Image
+    means = torch.from_numpy(np.stack([np.asarray(Image.open(img_dir / f'img_{i}.png')).mean((0, 1))
+                                       for i in range(4)]))
+    assert torch.allclose(u8.double().mean((2, 3)), means, atol=3)    # img_0..3.png in order, colours kept
 
 
 def test_sample_gaussian_prior():
@@ -108,24 +136,17 @@ def test_weights_init_xavier(layer):
     assert (w.abs() > 1.8 * xavier_std(w)).float().mean() > 0.05      # a uniform of that std stops at 1.73 std
 
 
-def test_weights_init_xavier_batchnorm_and_the_models_generator():
-    """BatchNorm gets weight 1, bias 0; Model's generator is initialised with it: every bias zero, every
-    weight at Xavier's scale (PyTorch's own default init has nonzero biases and other scales)."""
-    bn = nn.BatchNorm2d(8)
-    nn.init.constant_(bn.weight, 3.0)
-    nn.init.constant_(bn.bias, 2.0)
-    bn.apply(abp.weights_init_xavier)
-    assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
+def test_the_models_generator_is_initialised_with_xavier():
+    """Model's generator is initialised with weights_init_xavier: every bias zero, every weight at Xavier's
+    scale (PyTorch's own default init has nonzero biases and other scales)."""
     torch.manual_seed(0)
-    gen = abp.Model(small_args(img_size=64, gen_width=16, batchnorm=True)).Gnet
+    gen = abp.Model(small_args(img_size=64)).Gnet
     layers = [m for m in gen.modules() if isinstance(m, (nn.Linear, nn.ConvTranspose2d))]
     assert len(layers) >= 3
     for m in layers:
         assert torch.all(m.bias == 0), m
         if m.weight.numel() >= 5000:
             assert abs(m.weight.std().item() / xavier_std(m.weight) - 1) < 0.1, m
-    assert all(torch.all(m.weight == 1) and torch.all(m.bias == 0)
-               for m in gen.modules() if isinstance(m, nn.BatchNorm2d))
 
 
 @pytest.mark.parametrize('img_size,nz', [(128, 2), (64, 2), (16, 1), (32, 5)])
@@ -138,6 +159,7 @@ def test_gennet_shapes(img_size, nz):
     z = torch.randn(3, nz, requires_grad=True)
     out = g(z)
     assert out.shape == (3, 3, img_size, img_size)
+    assert out.abs().max() <= 1 and g(100 * z).abs().max() <= 1      # in [-1, 1], however far z goes
     (out * torch.randn_like(out)).sum().backward()
     assert torch.all(z.grad.abs() > 0), z.grad
     assert (out[0] - out[1]).abs().max() > 1e-4
@@ -149,7 +171,7 @@ def test_gennet_builds_without_arguments():
 
 
 def small_args(**kw):
-    a = abp.parse_args(['--img_size', '16', '--gen_width', '4', '--langevin_num_steps', '4'])
+    a = abp.parse_args(['--img_size', '16', '--langevin_num_steps', '4'])
     for k, v in kw.items():
         setattr(a, k, v)
     return a
@@ -161,8 +183,10 @@ def test_model_forward_and_langevin_contract():
     z = torch.randn(3, 2)
     x = torch.rand(3, 3, 16, 16) * 2 - 1
     assert torch.equal(m(z), m.Gnet(z))
-    z2 = m.sample_langevin(z, x)
+    trace = []
+    z2 = m.sample_langevin(z, x, trace=trace)
     assert z2.shape == z.shape and not z2.requires_grad and not torch.equal(z2, z)
+    assert len(trace) == 4                                       # args.langevin_num_steps steps
     assert all(p.grad is None for p in m.parameters()), "Langevin must not touch theta's .grad"
 
 
@@ -208,9 +232,17 @@ def test_a_bare_namespace_of_course_flags_works(img_dir, tmp_path, fast_figures)
                                 seed=1, nz=2, img_size=16, prior_sigma=1.0, ninterp=4, beta1=0.5, beta2=0.999,
                                 gamma=0.996, n_epochs=3, n_log=1, n_plot=3, n_stats=1, img_dir=str(img_dir))
     m = abp.Model(course)
-    assert m.args.gen_width == abp.build_parser().get_default('gen_width')
+    assert m.args.batch_size == abp.build_parser().get_default('batch_size')
     z = m.sample_langevin(torch.randn(2, 2), torch.zeros(2, 3, 16, 16))
     assert z.shape == (2, 2)
     out = abp.run(course, tmp_path / 'warm', abp.get_logger(tmp_path / 'warm'))
     assert out['metrics']['epochs'] == 3 and (tmp_path / 'warm' / '0003_interp.png').exists()
-    assert not hasattr(course, 'gen_width')                      # the caller's namespace is left as it was
+    assert not hasattr(course, 'batch_size')                     # the caller's namespace is left as it was
+
+
+def test_main_reads_the_command_line(img_dir, tmp_path, monkeypatch, fast_figures):
+    """main() with no argument, as the skeleton calls it: the flags come from sys.argv; it returns None and
+    writes the run's results."""
+    monkeypatch.setattr(sys, 'argv', ['abp.py', *tiny_argv(img_dir, tmp_path, '--start', 'warm', '--n_epochs', '2')])
+    assert abp.main() is None
+    assert json.loads((tmp_path / 'warm' / 'summary.json').read_text())['warm']['epochs'] == 2

@@ -1,5 +1,5 @@
 """The maths of eq. 3, 6 and 7 against independent closed forms, and warm/cold semantics."""
-import argparse
+import dataclasses
 import json
 
 import pytest
@@ -128,33 +128,28 @@ def test_learning_step_gradient_is_eq7():
     assert torch.allclose(m.Gnet.b.grad, -resid.sum(0) / 4 / 0.25)
 
 
-def chain_state(n=5, seed=0):
-    """A training state of a small model, with its z and z_0 as new_state makes them."""
-    args = abp.parse_args(['--img_size', '16', '--gen_width', '4', '--cold_proposals', '40'])
-    return abp.new_state(args, n), args
-
-
 def test_warm_continues_cold_restarts():
-    state, args = chain_state()
-    x = torch.rand(5, 3, 16, 16) * 2 - 1
-    assert abp.chain_start(abp.chain_for(args, 'warm'), state, x, args) is state['z']
-    args.cold_init = 'prior'
+    """chain_start: warm continues from the images' current z; cold with --cold_proposals 0 draws one prior
+    sample per image (the handout's cold start); cold with proposals starts every chain at one of the batch's
+    fresh quasi_prior draws (chain.n_proposals of them), whatever the current z."""
+    args = abp.parse_args(['--img_size', '16', '--cold_proposals', '40', '--prior_sigma', '1.5'])
+    gen = abp.GenNet(nz=2, img_size=16).to(abp.device)
+    z = abp.sample_gaussian_prior(5, 2)
+    x = torch.rand(5, 3, 16, 16, device=abp.device) * 2 - 1
+    assert abp.chain_start(abp.chain_for(args, 'warm'), gen, z, x) is z
+    cold = abp.chain_for(args, 'cold')
+    torch.manual_seed(2)
+    sir = abp.chain_start(cold, gen, z, x)
+    torch.manual_seed(2)
+    draws = abp.quasi_prior(cold.n_proposals(5), 2, 1.5)
+    assert sir.shape == (5, 2) and len(draws) == 40
+    assert all(any(torch.equal(s, d) for d in draws) for s in sir)
+    assert not torch.equal(sir, z)
+    args.cold_proposals = 0
     torch.manual_seed(1)
-    cold = abp.chain_start(abp.chain_for(args, 'cold'), state, x, args)
+    prior = abp.chain_start(abp.chain_for(args, 'cold'), gen, z, x)
     torch.manual_seed(1)
-    assert torch.equal(cold, abp.sample_gaussian_prior(5, 2, args.prior_sigma))
-    args.cold_init = 'fixed'
-    assert abp.chain_start(abp.chain_for(args, 'cold'), state, x, args) is state['z_0']
-    args.cold_init = 'sir'                       # every start is one of the epoch's fresh prior draws
-    for sobol, draw in ((True, abp.quasi_prior), (False, abp.sample_gaussian_prior)):
-        args.cold_sobol = sobol
-        torch.manual_seed(2)
-        sir = abp.chain_start(abp.chain_for(args, 'cold'), state, x, args)
-        torch.manual_seed(2)
-        draws = draw(40, 2, args.prior_sigma)
-        assert sir.shape == (5, 2)
-        assert all(any(torch.equal(s, d) for d in draws) for s in sir), sobol
-        assert not torch.equal(sir, state['z'])
+    assert torch.equal(prior, abp.sample_gaussian_prior(5, 2, 1.5))
 
 
 def test_sobol_proposals_are_prior_draws_that_cover_the_prior():
@@ -170,36 +165,33 @@ def test_sobol_proposals_are_prior_draws_that_cover_the_prior():
     assert not all(quadrant(torch.randn(16, 2)).tolist() == [4, 4, 4, 4] for _ in range(200))
 
 
-def test_sir_weights_are_the_likelihood():
-    """With M proposals whose images are known, image i must take proposal m with probability
-    exp(-||I_i - g_m||^2 / 2 sigma^2) / sum_m' (...): counted over many draws."""
-    torch.manual_seed(0)
-    sigma = 1.0
-    protos = torch.randn(3, 1, 1, 2)                          # three fixed "generated images" of 2 pixels
+@pytest.mark.parametrize('masked', [False, True])
+def test_sir_weights_are_the_likelihood(monkeypatch, masked):
+    """Given the M proposals (fixed here) and their images g_m, image i takes proposal m with probability
+    exp(-||I_i - g_m||^2 / 2 sigma^2) / sum_m' (...), over the observed pixels only with a mask: counted over
+    many draws against those probabilities written out by hand."""
+    sigma = 0.7
+    protos = torch.tensor([[0.9, -0.5], [0.1, 0.6], [-0.4, -0.3]]).view(3, 1, 1, 2)   # three 2-pixel "images"
+    zeta = torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]], device=abp.device)       # proposal m -> protos[m]
+    monkeypatch.setattr(abp, 'quasi_prior', lambda n, nz, sig=1: zeta[:n])
 
-    class Lookup(torch.nn.Module):             # g(z) = protos[k], k = how many of z's two coordinates are > 0
+    class Lookup(torch.nn.Module):
         nz = 2
 
         def forward(self, z):
-            k = (z[:, 0] > 0).long() + (z[:, 1] > 0).long()
-            return protos[k]
+            return protos.to(z.device)[z[:, 0].round().long()]
 
-    gen = Lookup()
-    x = torch.tensor([[[[0.3, -0.2]]]])
-    counts = torch.zeros(3)
+    x = torch.tensor([[[[0.3, -0.2]]], [[[-0.5, 0.4]]]], device=abp.device)           # two images
+    mask = torch.tensor([[[[1.0, 0.0]]], [[[1.0, 1.0]]]], device=abp.device) if masked else None
+    counts = torch.zeros(2, 3)
     torch.manual_seed(1)
     for _ in range(3000):
-        z = abp.prior_proposals(gen, x, 3, sigma, 1.0)        # the chosen draw; which prototype it maps to:
-        counts[(z[0, 0] > 0).long() + (z[0, 1] > 0).long()] += 1
-    # the same probabilities by hand: the chance of each prototype being drawn, times its likelihood
-    torch.manual_seed(1)
-    hits = torch.zeros(3)
-    for _ in range(3000):
-        zeta = torch.randn(3, 2)
-        k = (zeta[:, 0] > 0).long() + (zeta[:, 1] > 0).long()
-        w = torch.exp(-((x.flatten() - protos[k].flatten(1)) ** 2).sum(1) / (2 * sigma ** 2))
-        hits.index_add_(0, k, w / w.sum())
-    assert torch.allclose(counts / 3000, hits / 3000, atol=0.04), (counts, hits)
+        z = abp.prior_proposals(Lookup(), x, 3, sigma, 1.0, mask)
+        counts[torch.arange(2), z[:, 0].round().long().cpu()] += 1
+    seen = torch.ones(2, 1, 1, 2) if mask is None else mask.cpu()
+    sq = ((x.cpu().view(2, 1, 2) - protos.view(1, 3, 2)) ** 2 * seen.view(2, 1, 2)).sum(2)   # (image, proposal)
+    w = torch.exp(-sq / (2 * sigma ** 2))
+    assert torch.allclose(counts / 3000, w / w.sum(1, keepdim=True), atol=0.04), (counts / 3000, w / w.sum(1))
 
 
 def test_posterior_width_of_a_linear_generator():
@@ -219,57 +211,92 @@ def test_capped_step_keeps_gradient_descent_stable():
     settles at the posterior mean (noise off, so eq. 6 is gradient descent)."""
     s = 0.5
     m, args = linear_model(s=s, sigma=0.8, prior=1.3, steps=60, noise=0.0)
+    chain = abp.chain_for(args, 'warm')
     W, b = m.Gnet.W.detach(), m.Gnet.b.detach()
     x = (torch.randn(2, 3, dtype=torch.float64) @ W.T + b).view(2, 3, 8, 8)
     z0 = torch.zeros(2, 3, dtype=torch.float64)
     A = W.T @ W / 0.8 ** 2 + torch.eye(3, dtype=torch.float64) / 1.3 ** 2
     mu = torch.linalg.solve(A, (W.T @ (x.flatten(1) - b).T) / 0.8 ** 2).T
-    wild = m.sample_langevin(z0, x)
+    wild = abp.langevin(m.Gnet, z0, x, chain, chain.step_size)
     assert not torch.allclose(wild, mu, atol=1e-2)
-    step = abp.capped_step(s, abp.posterior_width(m.Gnet, z0, 0.8, 1.3).double(), 1.0)
+    step = chain.step(abp.posterior_width(m.Gnet, z0, 0.8, 1.3).double())
     assert torch.all(step < s)
-    assert torch.allclose(m.sample_langevin(z0, x, step_size=step), mu, atol=1e-6)
-    assert abp.capped_step(s, None, 1.0) == s and abp.capped_step(s, step, 0.0) == s
+    assert torch.allclose(abp.langevin(m.Gnet, z0, x, chain, step), mu, atol=1e-6)
+
+
+def test_chain_step_is_the_capped_step_times_the_guards_scale():
+    """s per image = min(step_size, cap * width) * scale; step_size * scale with no width or cap 0."""
+    args = abp.parse_args(['--langevin_step_size', '0.3', '--langevin_step_cap', '2'])
+    chain = abp.chain_for(args, 'warm')
+    width = torch.tensor([[0.05], [0.1], [0.2], [1.0]])
+    want = torch.tensor([[0.1], [0.2], [0.3], [0.3]])
+    assert torch.allclose(chain.step(width), want)
+    assert torch.allclose(chain.step(width, 0.25), want / 4)
+    assert chain.step(None) == 0.3 and chain.step(None, 0.5) == 0.15
+    assert dataclasses.replace(chain, cap=0.0).step(width, 0.5) == 0.15
+
+
+def test_chain_for_reads_each_modes_flags():
+    """chain_for: warm takes the --langevin_* flags, cold the --cold_langevin_* ones and --cold_proposals;
+    both share the cap, the noise scale and the sigmas; standardisation is on for warm, off for cold,
+    unless --standardize_z says otherwise."""
+    args = abp.parse_args(['--langevin_num_steps', '4', '--langevin_step_size', '0.2', '--cold_langevin_num_steps',
+                           '6', '--cold_langevin_step_size', '0.1', '--cold_proposals', '8', '--langevin_step_cap',
+                           '1.5', '--langevin_noise_scale', '4', '--mse_sigma', '0.7', '--prior_sigma', '1.2'])
+    assert abp.chain_for(args, 'warm') == abp.Chain('warm', 4, 0.2, 1.5, 4.0, 0.7, 1.2, True, 0)
+    assert abp.chain_for(args, 'cold') == abp.Chain('cold', 6, 0.1, 1.5, 4.0, 0.7, 1.2, False, 8)
+    assert abp.chain_for(args, 'cold').init == 'sir' and abp.chain_for(args, 'warm').init == 'warm'
+    args.cold_proposals, args.standardize_z = 0, False
+    assert abp.chain_for(args, 'cold').init == 'prior' and not abp.chain_for(args, 'warm').standardize
+    args.standardize_z = True
+    assert abp.chain_for(args, 'cold').standardize
+    with pytest.raises(ValueError):
+        abp.chain_for(args, 'both')
 
 
 CHAIN_FLAGS = ('--langevin_num_steps', '2', '--langevin_step_size', '0.01',
                '--cold_langevin_num_steps', '5', '--cold_langevin_step_size', '0.03', '--langevin_step_cap', '0')
 
 
-@pytest.mark.parametrize('mode,steps,s', [('warm', 2, 0.01), ('cold', 5, 0.03)])
-def test_cold_uses_its_own_chain_settings(mode, steps, s, img_dir, tmp_path, monkeypatch, fast_figures):
-    """What the training loop does, seen from Model.sample_langevin and langevin_trace.json: each epoch of
-    a warm run takes --langevin_num_steps steps of --langevin_step_size, each epoch of a cold run
+def test_cold_uses_its_own_chain_settings(img_dir, tmp_path, monkeypatch, fast_figures):
+    """What the training loop does, seen from abp.langevin and langevin_trace.json: each epoch of the warm
+    run takes --langevin_num_steps steps of --langevin_step_size, each epoch of the cold run
     --cold_langevin_num_steps steps of --cold_langevin_step_size (step cap off, so s is the flag's)."""
     calls = spy_langevin(monkeypatch)
-    abp.main(tiny_argv(img_dir, tmp_path, '--start', mode, '--n_epochs', '3', *CHAIN_FLAGS))
-    assert len(calls) == 3
+    abp.main(tiny_argv(img_dir, tmp_path, '--n_epochs', '3', *CHAIN_FLAGS))
+    assert [c['mode'] for c in calls] == ['warm'] * 3 + ['cold'] * 3
     for c in calls:
-        assert c['steps'] == steps
+        steps, s = (2, 0.01) if c['mode'] == 'warm' else (5, 0.03)
+        assert c['steps'] == steps and c['n'] == 4
         assert torch.allclose(torch.as_tensor(c['step_size']).double().cpu(), torch.tensor(s).double())
-    trace = json.loads((tmp_path / mode / 'langevin_trace.json').read_text())
-    assert {k: len(v) for k, v in trace.items()} == {'1': steps, '3': steps}
-    m = json.loads((tmp_path / mode / 'metrics.json').read_text())
-    assert (m['langevin_steps'], m['langevin_step_size']) == (steps, s)
+    for mode, steps, s in (('warm', 2, 0.01), ('cold', 5, 0.03)):
+        trace = json.loads((tmp_path / mode / 'langevin_trace.json').read_text())
+        assert {k: len(v) for k, v in trace.items()} == {'1': steps, '3': steps}
+        m = json.loads((tmp_path / mode / 'metrics.json').read_text())
+        assert (m['langevin_steps'], m['langevin_step_size']) == (steps, s)
 
 
-@pytest.mark.parametrize('mode,beta1', [('warm', 0.7), ('cold', 0.6)])
-def test_each_mode_learns_with_its_own_beta1(mode, beta1, img_dir, tmp_path, fast_figures):
-    """Adam's beta1 is --beta1 for a warm run and --cold_beta1 for a cold one: in the optimiser the run
-    checkpointed and in metrics.json; a bare Namespace from before --cold_beta1 gets the default."""
-    abp.main(tiny_argv(img_dir, tmp_path, '--start', mode, '--n_epochs', '2', '--beta1', '0.7', '--cold_beta1', '0.6'))
-    ck = torch.load(tmp_path / mode / 'checkpoint.pt', weights_only=False)
-    assert ck['optimizer']['param_groups'][0]['betas'] == (beta1, 0.999)
-    assert json.loads((tmp_path / mode / 'metrics.json').read_text())['beta1'] == beta1
-    old = argparse.Namespace(**{k: v for k, v in vars(abp.parse_args([])).items() if k != 'cold_beta1'})
-    assert abp.chain_for(abp.with_defaults(old), 'cold').beta1 == abp.flag_defaults()['cold_beta1']
+def test_adam_and_its_decay_come_from_the_flags():
+    """new_state: Adam over every parameter of the model with --lr and (--beta1, --beta2), in both modes, and
+    ExponentialLR(--gamma) stepped once per epoch."""
+    args = abp.parse_args(['--img_size', '16', '--lr', '0.02', '--beta1', '0.7', '--beta2', '0.99', '--gamma', '0.9'])
+    state = abp.new_state(args, 3)
+    assert isinstance(state.optimizer, torch.optim.Adam)
+    group = state.optimizer.param_groups[0]
+    assert (group['lr'], group['betas']) == (0.02, (0.7, 0.99))
+    assert {id(p) for p in group['params']} == {id(p) for p in state.model.parameters()}
+    for _ in range(2):
+        state.optimizer.step()                  # no gradients: nothing moves, but the order is Adam's, then the decay
+        state.scheduler.step()
+    assert group['lr'] == pytest.approx(0.02 * 0.9 ** 2)
 
 
-def test_posterior_width_is_measured_on_the_curvature_every_schedule(img_dir, tmp_path, monkeypatch, fast_figures):
+def test_posterior_width_is_measured_every_curvature_every_epochs(img_dir, tmp_path, monkeypatch, fast_figures):
     """With the step cap on, the posterior widths are measured exactly in the epochs that start at
-    state['epoch'] % --curvature_every == 0 (here 0, 3 and 6 of 7), in both modes; with
-    --langevin_step_cap 0 never (it costs nz + 1 generator passes)."""
-    langevin = spy_langevin(monkeypatch)          # one call per epoch: its count is the epoch that is running
+    state.epoch % CURVATURE_EVERY == 0 (here 0, 2 and 4 of 5, with CURVATURE_EVERY 2), in both modes, once per
+    mini-batch; with --langevin_step_cap 0 never (it costs nz + 1 generator passes)."""
+    monkeypatch.setattr(abp, 'CURVATURE_EVERY', 2)
+    langevin = spy_langevin(monkeypatch)          # one call per mini-batch
     real, measured_at = abp.posterior_width, []
 
     def counting(*args, **kwargs):
@@ -277,16 +304,13 @@ def test_posterior_width_is_measured_on_the_curvature_every_schedule(img_dir, tm
         return real(*args, **kwargs)
 
     monkeypatch.setattr(abp, 'posterior_width', counting)
-    for mode in ('warm', 'cold'):
-        langevin.clear()
-        measured_at.clear()
-        abp.main(tiny_argv(img_dir, tmp_path / mode, '--start', mode, '--n_epochs', '7', '--curvature_every', '3'))
-        assert len(langevin) == 7 and measured_at == [0, 3, 6], (mode, measured_at)
+    abp.main(tiny_argv(img_dir, tmp_path / 'on', '--n_epochs', '5', '--batch_size', '2'))
+    assert len(langevin) == 20                  # 2 modes x 5 epochs x 2 batches
+    assert measured_at == [0, 1, 4, 5, 8, 9, 10, 11, 14, 15, 18, 19], measured_at
     langevin.clear()
     measured_at.clear()
-    abp.main(tiny_argv(img_dir, tmp_path / 'off', '--n_epochs', '7', '--curvature_every', '3',
-                       '--langevin_step_cap', '0'))
-    assert len(langevin) == 14 and measured_at == []
+    abp.main(tiny_argv(img_dir, tmp_path / 'off', '--start', 'warm', '--n_epochs', '5', '--langevin_step_cap', '0'))
+    assert len(langevin) == 5 and measured_at == []
 
 
 def standardised(z):
@@ -295,18 +319,18 @@ def standardised(z):
                 and torch.allclose(z.std(0), torch.ones(z.shape[1]), atol=1e-4))
 
 
-def test_warm_standardises_z_in_the_loop_and_cold_does_not(img_dir, tmp_path, fast_figures):
+def test_warm_standardises_z_in_the_loop_and_cold_does_not(tiny_run, img_dir, tmp_path, fast_figures):
     """After a few epochs a warm run's z has mean 0, std 1 per dimension exactly (the change of variables
-    happens every epoch), a cold run's does not; --no-z_whiten turns it off for warm, --z_whiten on for cold."""
+    happens after every batch's chains), a cold run's does not; --no-standardize_z turns it off for warm,
+    --standardize_z on for cold."""
     def final_z(out, mode):
         return torch.load(out / mode / 'checkpoint.pt', weights_only=False)['z'].cpu()
 
-    abp.main(tiny_argv(img_dir, tmp_path / 'default', '--n_epochs', '3'))
-    assert standardised(final_z(tmp_path / 'default', 'warm'))
-    assert not standardised(final_z(tmp_path / 'default', 'cold'))
-    abp.main(tiny_argv(img_dir, tmp_path / 'off', '--n_epochs', '3', '--start', 'warm', '--no-z_whiten'))
+    assert standardised(final_z(tiny_run, 'warm'))
+    assert not standardised(final_z(tiny_run, 'cold'))
+    abp.main(tiny_argv(img_dir, tmp_path / 'off', '--n_epochs', '3', '--start', 'warm', '--no-standardize_z'))
     assert not standardised(final_z(tmp_path / 'off', 'warm'))
-    abp.main(tiny_argv(img_dir, tmp_path / 'on', '--n_epochs', '3', '--start', 'cold', '--z_whiten'))
+    abp.main(tiny_argv(img_dir, tmp_path / 'on', '--n_epochs', '3', '--start', 'cold', '--standardize_z'))
     assert standardised(final_z(tmp_path / 'on', 'cold'))
 
 
@@ -336,7 +360,7 @@ def test_interp_half_width_covers_every_latent():
 
 def test_standardize_latents_is_an_exact_change_of_variables():
     torch.manual_seed(0)
-    g = abp.GenNet(nz=2, img_size=16, width=4)
+    g = abp.GenNet(nz=2, img_size=16)
     z = torch.randn(7, 2) * torch.tensor([4.0, 0.3]) + torch.tensor([2.0, -1.0])
     before = g(z).detach()
     z2 = abp.standardize_latents(g, z)

@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 
 import abp
-from conftest import ROOT, make_images, run_main, skip_rendering, spy_langevin, tiny_argv
+from conftest import ROOT, make_images, run_main, skip_rendering, spy_langevin, stop_after, strip_times, tiny_argv
 
-DEFAULTS = abp.flag_defaults()
+DEFAULTS = vars(abp.build_parser().parse_args([]))
 
 
 # ---- flags ------------------------------------------------------------------
@@ -130,7 +130,7 @@ def test_single_image_trains(one_image_run):
     assert m['n_images'] == 1
     for mode in ('warm', 'cold'):
         ck = torch.load(out / mode / 'checkpoint.pt', weights_only=False)
-        psnr = dict(zip(ck['stat_epochs'], ck['stats']['psnr_db']))
+        psnr = dict(zip(ck['stats']['epoch'], ck['stats']['psnr_db']))
         assert psnr[6] > psnr[1] + 0.5, (mode, psnr)
         assert m[mode]['recon_psnr_db'] == pytest.approx(psnr[6], abs=1e-3)
         z = ck['z']
@@ -174,50 +174,33 @@ def test_divergence_keeps_last_good_checkpoint(img_dir, tmp_path, monkeypatch, f
     assert torch.load(out / 'warm' / 'checkpoint.pt', weights_only=False)['epoch'] == 4
 
 
-def strip_times(m):
-    """metrics without wall-clock fields (they differ between any two runs)."""
-    if isinstance(m, dict):
-        return {k: strip_times(v) for k, v in m.items() if 'seconds' not in k and k != 'args'}
-    return m
-
-
-def test_same_seed_same_metrics(tiny_run, img_dir, tmp_path, fast_figures):
-    """The same flags give the same metrics (tiny_run, made earlier in this process, against a new run);
-    another seed gives others."""
-    abp.main(tiny_argv(img_dir, tmp_path / 'b'))
-    a = json.loads((tiny_run / 'metrics.json').read_text())
-    b = json.loads((tmp_path / 'b' / 'metrics.json').read_text())
-    assert strip_times(a) == strip_times(b)
-    c_args = tiny_argv(img_dir, tmp_path / 'c', '--seed', '2')
-    abp.main(c_args)
-    c = json.loads((tmp_path / 'c' / 'metrics.json').read_text())
-    assert strip_times(a) != strip_times(c)
+def test_another_seed_gives_another_run(tiny_run, img_dir, tmp_path, fast_figures):
+    """--seed 2 changes every result of tiny_run's warm run. (The same flags giving the same metrics is
+    test_batches' test of --batch_size 4 against tiny_run.)"""
+    abp.main(tiny_argv(img_dir, tmp_path, '--seed', '2', '--start', 'warm'))
+    a = json.loads((tiny_run / 'warm' / 'metrics.json').read_text())
+    c = json.loads((tmp_path / 'warm' / 'metrics.json').read_text())
+    assert [k for k in ('recon_psnr_db', 'sample_nn_psnr_db_median', 'interp_d', 'first_layer_norm')
+            if a[k] == c[k]] == []
 
 
 def test_interrupted_then_resumed_equals_uninterrupted(tiny_run, img_dir, tmp_path, monkeypatch, fast_figures):
     """Stopped after warm's epoch 3 (as by Ctrl-C), then --resume: latents, generators and metrics equal
     those of tiny_run, the same flags run without a stop."""
     full = tiny_run
-    real = abp.guard_epoch
-
-    def stop_at_3(state, *args, **kwargs):                # warm trains first: stop it after its epoch 3
-        real(state, *args, **kwargs)
-        if state['epoch'] == 3:
-            abp.StopFlag.requested = True                 # as the SIGINT handler does
-
-    monkeypatch.setattr(abp, 'guard_epoch', stop_at_3)
+    stops = stop_after(monkeypatch, ('warm', 3))
     with pytest.raises(SystemExit) as e:
         abp.main(tiny_argv(img_dir, tmp_path / 'cut'))
-    assert e.value.code == 130
+    assert e.value.code == 130 and not stops
     assert torch.load(tmp_path / 'cut' / 'warm' / 'checkpoint.pt', weights_only=False)['epoch'] == 3
-    monkeypatch.setattr(abp, 'guard_epoch', real)
+    assert not (tmp_path / 'cut' / 'cold').exists()
     abp.main(tiny_argv(img_dir, tmp_path / 'cut', '--resume'))
     for mode in ('warm', 'cold'):
         want = torch.load(full / mode / 'checkpoint.pt', weights_only=False)
         cut = torch.load(tmp_path / 'cut' / mode / 'checkpoint.pt', weights_only=False)
         assert torch.equal(want['z'], cut['z']), mode
-        for k, v in want['generator'].items():
-            assert torch.equal(v, cut['generator'][k]), (mode, k)
+        for k, v in want['model'].items():
+            assert torch.equal(v, cut['model'][k]), (mode, k)
     a = json.loads((full / 'metrics.json').read_text())
     b = json.loads((tmp_path / 'cut' / 'metrics.json').read_text())
     assert strip_times(a) == strip_times(b)
@@ -227,20 +210,20 @@ def test_sigterm_writes_checkpoint_and_exits_cleanly(img_dir, tmp_path):
     """A real SIGTERM to `python abp.py` (a fresh interpreter: the signal handler is what is tested) ends
     the run between epochs with status 130, a checkpoint and a one-line hint to --resume."""
     out = tmp_path / 'out'
-    argv = tiny_argv(img_dir, out, '--start', 'warm', '--n_epochs', '100000', '--n_plot', '100000', '--n_log', '2',
-                     '--threads', '1')
+    argv = tiny_argv(img_dir, out, '--start', 'warm', '--n_epochs', '100000', '--n_plot', '100000', '--n_log', '100000',
+                     '--lr', '1e-4')         # slow to learn: at the default lr the guard ends this run near epoch 100
     p = subprocess.Popen([sys.executable, str(ROOT / 'abp.py'), *argv], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     log = out / 'warm' / 'output.log'
     deadline = time.time() + 120
-    while time.time() < deadline and not (log.exists() and 'epoch     2' in log.read_text()):
-        time.sleep(0.2)
+    while time.time() < deadline and not (log.exists() and 'start:' in log.read_text()):   # training begins
+        time.sleep(0.05)
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130
     assert 'Traceback' not in err and '--resume' in err.strip().splitlines()[-1]
     ck = torch.load(out / 'warm' / 'checkpoint.pt', weights_only=False)
-    assert ck['epoch'] >= 2
+    assert ck['epoch'] >= 1 and f"stopped at epoch {ck['epoch']} of warm" in err
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):
@@ -252,40 +235,35 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ['metrics.json']
 
 
-@pytest.mark.parametrize('case', ['other_size', 'corrupt'])
+@pytest.mark.parametrize('case', ['other_size', 'other_batch', 'corrupt'])
 def test_resume_from_an_unusable_checkpoint_is_one_line_error(tiny_run, img_dir, tmp_path, case, capsys):
-    """--resume from a checkpoint of another image size, or from a corrupt file: exit status 1 and one
-    line saying what is wrong and to run without --resume (tiny_run's warm run, copied)."""
+    """--resume from a checkpoint of another image size or mini-batch size (its batches would differ), or from
+    a corrupt file: exit status 1 and one line saying what is wrong and to run without --resume (tiny_run's
+    warm run, copied)."""
     out = tmp_path / 'out'
     shutil.copytree(tiny_run / 'warm', out / 'warm')
-    extra = ['--img_size', '32'] if case == 'other_size' else []
+    extra = {'other_size': ['--img_size', '32'], 'other_batch': ['--batch_size', '2'], 'corrupt': []}[case]
     if case == 'corrupt':
         (out / 'warm' / 'checkpoint.pt').write_bytes(b'garbage')
     code, err = run_main([*tiny_argv(img_dir, out, '--start', 'warm', '--resume'), *extra], capsys)
     assert code == 1 and 'Traceback' not in '\n'.join(err)
     last = err[-1]
     assert 'checkpoint' in last and 'without --resume' in last
-    if case == 'other_size':
-        assert '--img_size 16' in last
+    if case != 'corrupt':
+        assert {'other_size': '--img_size 16', 'other_batch': '--batch_size 64'}[case] in last
 
 
-@pytest.mark.parametrize('old', [False, True], ids=['chain', 'before_chain'])
 @pytest.mark.parametrize('mode', ['warm', 'cold'])
-def test_resume_checks_the_mode_also_in_a_checkpoint_from_before_chain(tiny_run, img_dir, tmp_path, mode, old, capsys,
-                                                                       fast_figures):
-    """A checkpoint of a cold run put where a warm run resumes is refused, naming --start cold; one written
-    before the Chain settings (no 'chain' entry: its mode is in args['start']) is read the same way."""
+def test_resume_checks_the_mode(tiny_run, img_dir, tmp_path, mode, capsys, fast_figures):
+    """A checkpoint of a cold run put where a warm run resumes is refused, naming --start cold; a warm one is
+    taken (it is finished: the run only evaluates and draws)."""
     out = tmp_path / 'out'
     shutil.copytree(tiny_run / mode, out / 'warm')
-    ck_path = out / 'warm' / 'checkpoint.pt'
-    if old:
-        ck = torch.load(ck_path, weights_only=False)
-        ck.pop('chain')
-        ck['args']['start'] = mode
-        torch.save(ck, ck_path)
     code, err = run_main([*tiny_argv(img_dir, out, '--start', 'warm', '--resume')], capsys)
     if mode == 'warm':
-        assert code in (0, None), err
+        assert code == 0, err
+        resumed, want = (json.loads((d / 'warm' / 'metrics.json').read_text()) for d in (out, tiny_run))
+        assert strip_times(resumed) == strip_times(want)
     else:
         assert code == 1 and '--start cold' in err[-1] and 'without --resume' in err[-1]
 
@@ -311,17 +289,16 @@ def saturate_once_at(epoch_to_break):
 def test_guard_recovers_from_a_collapse(img_dir, tmp_path, monkeypatch, fast_figures):
     """A collapse injected at epoch 25: the guard restores the state of epoch 20 with half the lr, logs
     one warning line, and training goes on from there: it ends above where the good state was."""
-    argv = tiny_argv(img_dir, tmp_path / 'clean', '--start', 'warm', '--n_epochs', '40', '--n_plot', '40')
-    abp.main(argv)
-    ck = torch.load(tmp_path / 'clean' / 'warm' / 'checkpoint.pt', weights_only=False)
-    at_20 = ck['stats']['psnr_db'][ck['stat_epochs'].index(20)]         # the same trajectory up to epoch 20
     monkeypatch.setattr(abp, 'learn_step', saturate_once_at(25))
     abp.main(tiny_argv(img_dir, tmp_path / 'hit', '--start', 'warm', '--n_epochs', '40', '--n_plot', '40'))
     hit = json.loads((tmp_path / 'hit' / 'warm' / 'metrics.json').read_text())
     events = hit['guard_events']
     assert len(events) == 1 and events[0]['back_to'] == 20 and events[0]['epoch'] in (25, 26), events
     assert 'PSNR fell' in events[0]['what'] and events[0]['lr'] < abp.parse_args([]).lr / 2
-    assert hit['recon_psnr_db'] > at_20 + 0.5, (hit['recon_psnr_db'], at_20)
+    stats = torch.load(tmp_path / 'hit' / 'warm' / 'checkpoint.pt', weights_only=False)['stats']
+    before = {e: db for e, db in zip(stats['epoch'], stats['psnr_db']) if e <= 20}    # kept from before the fall
+    assert len(before) >= 9 and all(b > a for a, b in zip(stats['epoch'], stats['epoch'][1:]))
+    assert hit['recon_psnr_db'] > max(before.values()) + 0.5, (hit['recon_psnr_db'], before)
     log = (tmp_path / 'hit' / 'warm' / 'output.log').read_text()
     assert sum('guard:' in line for line in log.splitlines()) == 1
 
@@ -346,46 +323,32 @@ def test_guard_gives_up_after_repeated_collapses(img_dir, tmp_path, monkeypatch,
     msg = str(e.value.code)
     assert 'after 5 recoveries' in msg and '--lr' in msg and len(msg.splitlines()) == 1
     ck = torch.load(out / 'warm' / 'checkpoint.pt', weights_only=False)
-    assert ck['epoch'] == 10 and len(ck['health']['events']) == 5
-
-
-def test_no_guard_flag_lets_a_collapse_run_on(img_dir, tmp_path, monkeypatch, fast_figures):
-    """The collapse the guard catches in test_guard_recovers_from_a_collapse: with --no-guard the run goes
-    on through it (its PSNR falls by more than the guard's threshold) with no recovery."""
-    monkeypatch.setattr(abp, 'learn_step', saturate_once_at(25))
-    abp.main(tiny_argv(img_dir, tmp_path / 'out', '--start', 'warm', '--n_epochs', '30', '--no-guard',
-                       '--n_stats', '1'))
-    assert json.loads((tmp_path / 'out' / 'warm' / 'metrics.json').read_text())['guard_events'] == []
-    ck = torch.load(tmp_path / 'out' / 'warm' / 'checkpoint.pt', weights_only=False)
-    psnr = dict(zip(ck['stat_epochs'], ck['stats']['psnr_db']))
-    assert sorted(psnr) == list(range(1, 31))                       # no epoch was rewound
-    assert min(psnr[e] for e in range(26, 31)) < max(psnr[e] for e in range(1, 26)) - abp.GUARD_DROP_DB, psnr
+    assert ck['epoch'] == 10 and len(ck['events']) == 5
 
 
 @pytest.mark.parametrize('loss,chain_energy,scale', [(100.0, 10.0, 0.5), (20.0, 10.0, 1.0), (100.0, None, 1.0)])
-def test_guard_halves_the_langevin_step_when_the_chain_made_the_fit_worse(loss, chain_energy, scale, tmp_path,
-                                                                           monkeypatch):
+def test_guard_halves_the_langevin_step_when_the_chain_made_the_fit_worse(loss, chain_energy, scale, img_dir,
+                                                                           tmp_path, monkeypatch):
     """A sick epoch (PSNR far below the best) is rewound with half the lr; the Langevin step is halved too
     when the epoch's loss is more than twice the energy its chain reached (the chain, not the learning,
     made the fit worse), and not otherwise; the next epoch's chain moves with the halved step."""
-    args = abp.parse_args(['--img_size', '16', '--gen_width', '4', '--langevin_step_cap', '0',
+    args = abp.parse_args(['--img_dir', str(img_dir), '--img_size', '16', '--langevin_step_cap', '0',
                            '--out_dir', str(tmp_path)])
-    chain = abp.chain_for(args, 'warm')
-    state = abp.new_state(args, 4, chain)
-    lr = state['optimizer'].param_groups[0]['lr']
-    state['epoch'], state['health']['best_db'] = 12, 30.0
-    abp.guard_epoch(state, torch.tensor(loss), 10.0, chain_energy, chain, args, abp.get_logger(tmp_path))
-    h = state['health']
-    assert len(h['events']) == 1 and state['epoch'] == 0              # back to the state kept at epoch 0
-    assert state['optimizer'].param_groups[0]['lr'] == pytest.approx(lr / 2)
-    assert h['step_scale'] == scale
+    chain, data = abp.chain_for(args, 'warm'), abp.load_data(args)
+    state = abp.new_state(args, 4)
+    lr = state.optimizer.param_groups[0]['lr']
+    state.epoch, state.best_db = 12, 30.0
+    assert abp.guard(state, loss, 10.0, chain_energy, chain, args, abp.get_logger(tmp_path)) is True
+    assert len(state.events) == 1 and state.epoch == 0                # back to the state kept at epoch 0
+    assert state.optimizer.param_groups[0]['lr'] == pytest.approx(lr / 2)
+    assert state.step_scale == scale
     calls = spy_langevin(monkeypatch)
-    abp.train_epoch(state, torch.rand(4, 3, 16, 16, device=abp.device) * 2 - 1, chain, args)
+    abp.abp_epoch(state, data, data.batch(None), chain, args)
     assert calls[0]['step_size'] == pytest.approx(scale * chain.step_size)
-    state['epoch'], lr = 12, state['optimizer'].param_groups[0]['lr']   # sick again: halved again
-    abp.guard_epoch(state, torch.tensor(loss), 10.0, chain_energy, chain, args, abp.get_logger(tmp_path))
-    assert h['step_scale'] == scale * scale
-    assert state['optimizer'].param_groups[0]['lr'] == pytest.approx(lr / 2)
+    state.epoch, lr = 12, state.optimizer.param_groups[0]['lr']        # sick again: halved again
+    abp.guard(state, loss, 10.0, chain_energy, chain, args, abp.get_logger(tmp_path))
+    assert state.step_scale == scale * scale
+    assert state.optimizer.param_groups[0]['lr'] == pytest.approx(lr / 2)
 
 
 # ---- any folder: names and counts ----------------------------------------------
@@ -402,36 +365,39 @@ def test_image_groups(names, want):
     assert abp.image_groups(names) == want
 
 
-def test_two_hundred_images_with_odd_names_make_every_figure(tmp_path):
-    """200 images named by number, with spaces, accents, brackets and emoji: every figure is drawn."""
+def test_a_hundred_images_with_odd_names_make_every_figure(tmp_path):
+    """100 images (two mini-batches) named by number, with spaces, accents, brackets and emoji: every figure is
+    drawn, the reconstruction panels show 12 of them, the metrics cover all."""
     d = tmp_path / 'many'
     d.mkdir()
     rng = np.random.default_rng(0)
     odd = ['photo (1)', 'café été', "it's", 'naïve 😀', 'a,b;c', '-dash', 'x.y.z', '_u']
-    for i in range(200):
+    for i in range(100):
         name = f'{odd[i % len(odd)]} {i}.png' if i % 3 == 0 else f'{rng.integers(10 ** 5, 10 ** 6)}_{i}.jpg'
         Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(d / name)
     out = tmp_path / 'out'
-    abp.main(['--img_dir', str(d), '--out_dir', str(out), '--img_size', '8', '--n_epochs', '2', '--gen_width', '2',
-              '--ninterp', '3', '--cold_proposals', '8'])
+    abp.main(['--img_dir', str(d), '--out_dir', str(out), '--img_size', '8', '--n_epochs', '2', '--ninterp', '3',
+              '--cold_proposals', '8'])
     m = json.loads((out / 'metrics.json').read_text())
-    assert m['n_images'] == 200
+    assert m['n_images'] == 100 and len(m['warm']['recon_psnr_db_per_image']) == 100
     for f in ('compare_recon.jpg', 'compare_samples.jpg', 'interp_warm.jpg', 'interp_cold.jpg', 'compare_loss.png',
-              'latent_map_warm.png', 'latent_map_cold.png', 'langevin_diagnostics.png'):
+              'latent_map_warm.png', 'latent_map_cold.png', 'training_warm.gif', 'latent_walk_cold.gif'):
         assert (out / f).stat().st_size > 0, f
-    assert Image.open(out / 'warm' / '0002_recon.png').size == (16 * 10 + 2, 13 * 10 + 2)   # rows of 16
+    assert Image.open(out / 'warm' / '0002_recon.png').size == (12 * 10 + 2, 10 + 2)    # 12 of the 100 images
 
 
 def test_a_failing_comparison_figure_loses_nothing(img_dir, tmp_path, monkeypatch, capsys, fast_figures):
-    """A comparison figure that raises is reported in one warning; the metrics and the figures after it
-    are still written."""
+    """A comparison figure that raises is reported in one warning with its error; the metrics and the other
+    comparison figures are still written."""
     def boom(*a, **k):
         raise KeyError('199269.jpg')
 
     monkeypatch.setattr(abp, 'plot_latent_map', boom)
     out = tmp_path / 'out'
     abp.main(tiny_argv(img_dir, out))
-    assert 'could not draw latent_map' in capsys.readouterr().err
+    warnings = [line for line in capsys.readouterr().err.splitlines() if 'could not draw' in line]
+    assert len(warnings) == 1 and '199269.jpg' in warnings[0], warnings
     m = json.loads((out / 'metrics.json').read_text())
     assert m['warm']['recon_psnr_db'] > 0 and m['cold']['recon_psnr_db'] > 0
-    assert (out / 'interp_cold.jpg').exists() and (out / 'langevin_diagnostics.png').exists()
+    for f in ('compare_recon.jpg', 'compare_samples.jpg', 'compare_loss.png', 'interp_warm.jpg'):
+        assert (out / f).exists(), f
