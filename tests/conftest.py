@@ -53,7 +53,7 @@ def real_dir():
 def tiny_argv(img_dir, out_dir, *extra):
     """Flags for a run that takes seconds: 16-px images, few epochs."""
     return ['--img_dir', str(img_dir), '--out_dir', str(out_dir), '--img_size', '16', '--n_epochs', '6',
-            '--n_plot', '2', '--n_log', '3', '--n_stats', '2', '--langevin_num_steps', '3',
+            '--n_plot', '4', '--n_log', '3', '--n_stats', '2', '--langevin_num_steps', '3',
             '--cold_langevin_num_steps', '3', '--ninterp', '4', *extra]
 
 
@@ -90,7 +90,7 @@ def fast_figures(monkeypatch):
     """Matplotlib figures are built but not rendered (rendering is most of a tiny run's time): savefig
     writes a 1x1 PNG or a stub PDF, tight_layout does nothing, and a GIF keeps its first frame only. For
     tests about training, not pictures; the drawing code up to savefig still runs, and
-    test_a_hundred_images_... and the occlusion test render every figure for real."""
+    test_seventy_images_... and the occlusion test render every figure for real."""
     skip_rendering(monkeypatch)
 
 

@@ -183,23 +183,25 @@ def test_a_batch_as_large_as_the_folder_is_the_one_batch_epoch(tiny_run, img_dir
 
 def test_an_interrupted_batched_run_resumed_ends_as_an_uninterrupted_one(img_dir, tmp_path, monkeypatch,
                                                                         fast_figures):
-    """--batch_size 2 on the 4 images: stopped after warm's epoch 3, resumed, stopped after cold's epoch 4,
+    """--batch_size 2 on the 4 images: stopped after warm's epoch 2, resumed, stopped after cold's epoch 3,
     resumed again: codes, generator, Adam's moments, RNG and metrics equal those of the same run without a
-    stop."""
-    abp.main(tiny_argv(img_dir, tmp_path / 'full', '--batch_size', '2'))
+    stop (and the step cap's widths were restored: without them the resumed steps differ)."""
+    # steps of 1: each image's step is its posterior width (the cap), measured at epoch 0 and kept in the checkpoint
+    argv = ('--batch_size', '2', '--n_epochs', '4', '--langevin_step_size', '1', '--cold_langevin_step_size', '1')
+    abp.main(tiny_argv(img_dir, tmp_path / 'full', *argv))
     cut = tmp_path / 'cut'
-    stops = stop_after(monkeypatch, ('warm', 3), ('cold', 4))
+    stops = stop_after(monkeypatch, ('warm', 2), ('cold', 3))
     for stopped in ('warm', 'cold'):
         with pytest.raises(SystemExit) as e:
-            abp.main(tiny_argv(img_dir, cut, '--batch_size', '2', '--resume'))
+            abp.main(tiny_argv(img_dir, cut, *argv, '--resume'))
         assert e.value.code == 130
         ck = torch.load(cut / stopped / 'checkpoint.pt', weights_only=False)
-        assert ck['epoch'] == {'warm': 3, 'cold': 4}[stopped]
+        assert ck['epoch'] == {'warm': 2, 'cold': 3}[stopped]
     assert not stops
-    abp.main(tiny_argv(img_dir, cut, '--batch_size', '2', '--resume'))
+    abp.main(tiny_argv(img_dir, cut, *argv, '--resume'))
     for mode in ('warm', 'cold'):
         want, got = (torch.load(d / mode / 'checkpoint.pt', weights_only=False) for d in (tmp_path / 'full', cut))
-        assert got['epoch'] == 6 and torch.equal(want['z'], got['z']), mode
+        assert got['epoch'] == 4 and torch.equal(want['z'], got['z']), mode
         assert torch.equal(want['rng'], got['rng']), mode
         for k, v in want['model'].items():
             assert torch.equal(v, got['model'][k]), (mode, k)
