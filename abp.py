@@ -137,9 +137,9 @@ def build_parser():
     p.add_argument('--cold_langevin_num_steps', type=pos_int, default=1,
                    help='Langevin steps per epoch, cold start, from the resampled proposal [120]')
     p.add_argument('--cold_proposals', type=number(int, low_ok=True), default=32,
-                   help='cold start: prior draws per mini-batch (at least; two per image, rounded up to a power of '
-                        'two, when that is more), each image resampling one by its likelihood; 0 = one prior draw '
-                        'per image [0: the handout\'s cold start]')
+                   help='cold start: prior draws per mini-batch, at least (two per image of the folder, at most eight '
+                        'per image of the batch, when that is more), each image resampling one by its likelihood; '
+                        '0 = one prior draw per image [0: the handout\'s cold start]')
     p.add_argument('--langevin_step_cap', type=non_neg, default=1.0,
                    help='cap each image\'s step s at this many posterior widths 1/sqrt(curvature of eq. 3 in z), '
                         'so a chain never overshoots however sharp g gets; 0 = off [0]')
@@ -213,10 +213,11 @@ class Chain:
         s = self.step_size if self.cap <= 0 or width is None else torch.clamp(self.cap * width, max=self.step_size)
         return s * scale
 
-    def n_proposals(self, batch):
-        """Prior draws for a batch: at least `proposals`, and two per image rounded up to a power of two (where a
-        scrambled Sobol sequence is balanced) when that is more: more images share no more draws."""
-        return max(self.proposals, 1 << max(0, 2 * batch - 1).bit_length())
+    def n_proposals(self, batch, n_images):
+        """Prior draws for a batch of `batch` of the folder's n_images: at least `proposals`; two per image of the
+        folder, so that each image's code keeps a draw near it however many images share the prior, but at most
+        eight per image of the batch (their cost); rounded up to a power of two, where Sobol draws are balanced."""
+        return max(self.proposals, 1 << max(0, min(2 * n_images, 8 * batch) - 1).bit_length())
 
 
 def chain_for(args, mode):
@@ -555,14 +556,15 @@ def prior_proposals(gen, x, n_proposals, mse_sigma, prior_sigma, mask=None):
     return zeta[torch.multinomial(torch.softmax(log_w, 1), 1).squeeze(1)]
 
 
-def chain_start(chain, gen, z, x, mask=None):
+def chain_start(chain, gen, z, x, mask=None, n_images=None):
     """Where a batch's chains start: warm -> the images' current z; cold -> prior proposals resampled by
-    likelihood, or (proposals 0) one prior draw per image."""
+    likelihood (Chain.n_proposals for a batch of the folder's n_images, default the batch's), or (proposals 0)
+    one prior draw per image."""
     if chain.init == 'warm':
         return z
     if chain.init == 'prior':
         return sample_gaussian_prior(len(x), gen.nz, chain.prior_sigma)
-    return prior_proposals(gen, x, chain.n_proposals(len(x)), chain.sigma, chain.prior_sigma, mask)
+    return prior_proposals(gen, x, chain.n_proposals(len(x), n_images or len(x)), chain.sigma, chain.prior_sigma, mask)
 
 
 # -----------------------------------------------------------------------------
@@ -711,7 +713,7 @@ def abp_epoch(state, data, x_all, chain, args, trace=None):
         x = x_all if idx is None else data.batch(idx)
         mask = None if state.mask is None else take(state.mask, idx).to(device, torch.float32)
         # (1) inferential back-propagation: warm continues each chain, cold starts from the prior
-        z = chain_start(chain, gen, take(state.z, idx), x, mask)
+        z = chain_start(chain, gen, take(state.z, idx), x, mask, len(data))
         if chain.cap > 0 and state.epoch % CURVATURE_EVERY == 0:
             w = posterior_width(gen, z, chain.sigma, chain.prior_sigma, mask)
             state.width = w if idx is None else (torch.ones(len(data), 1, device=device) if state.width is None
@@ -782,9 +784,9 @@ def log_progress(state, loss, psnr_db, mode, args, exp_dir, logger, bar):
         plot_stats(exp_dir, {k: state.stats[k] for k in ('loss', 'psnr_db')}, state.stats['epoch'])
     if epoch % args.n_log == 0 or epoch == 1:
         bar.set_postfix(loss=f'{loss:.1f}', psnr=f'{psnr_db:.1f}dB')
-        mean, std = (', '.join(f'{v:+.2f}' for v in t.tolist()) for t in (z.mean(0), z.std(0)))
+        mean, std = (', '.join(f'{v:+.2f}' for v in t.tolist()) for t in (z.mean(0), z.std(0) if len(z) > 1 else z[:0, 0]))
         logger.info(f"{mode} epoch {epoch:5d} loss {loss:10.3f} psnr {psnr_db:6.2f} dB z mean ({mean}) std "
-                    f"({std if len(z) > 1 else '-'}) lr {state.optimizer.param_groups[0]['lr']:.2e}")
+                    f"({std or '-'}) lr {state.optimizer.param_groups[0]['lr']:.2e}")
 
 
 def save_snapshot(state, args, exp_dir):
@@ -1206,34 +1208,50 @@ def figure_occlusion(results, data, args, path):
     plot_recon_comparison(rows, path, 'learning from incomplete images: hidden pixels black in the input')
 
 
-def figure_per_mode(results, data, args, out_dir):
-    """Each mode's interp_<mode>.jpg (its args.ninterp^2 panel over (-d, d)^2, the z values on the axes),
-    latent_map_<mode>.png (N_MAPPED images at most), training_<mode>.gif and latent_walk_<mode>.gif."""
+def figure_interp(mode, state, data, args, out_dir):
+    """interp_<mode>.jpg: the args.ninterp^2 panel over (-d, d)^2, its z values on the axes."""
+    d = interp_half_width(state.z)
+    plot_interp_panel(generate(state.model.Gnet, interp_grid(args.nz, args.ninterp, d, device)), d, args.ninterp,
+                      out_dir / f'interp_{mode}.jpg',
+                      f'{mode} start: g(z) over (-d, d)^2, d = ({", ".join(f"{v:.2f}" for v in d.tolist())})')
+
+
+def figure_latent_map(mode, state, data, args, out_dir):
+    """latent_map_<mode>.png: where each image's z sits (N_MAPPED images at most)."""
     keep = shown_images(len(data), N_MAPPED)
-    for m, r in results.items():
-        z, gen, d = r['state'].z, r['state'].model.Gnet, interp_half_width(r['state'].z)
-        plot_interp_panel(generate(gen, interp_grid(args.nz, args.ninterp, d, device)), d, args.ninterp,
-                          out_dir / f'interp_{m}.jpg',
-                          f'{m} start: g(z) over (-d, d)^2, d = ({", ".join(f"{v:.2f}" for v in d.tolist())})')
-        plot_latent_map(z[keep], to_float(data.images[keep]), [data.names[i] for i in keep], d,
-                        out_dir / f'latent_map_{m}.png', f'{m} start: inferred z of the training images'
-                        + (f' ({len(keep)} of {len(data)})' if len(keep) < len(data) else ''))
-        save_training_gif(r['state'].frames, out_dir / f'training_{m}.gif', f'{m} start')
-        save_latent_walk(gen, z[shown_images(len(z), 24)], d, out_dir / f'latent_walk_{m}.gif')
+    plot_latent_map(state.z[keep], to_float(data.images[keep]), [data.names[i] for i in keep],
+                    interp_half_width(state.z), out_dir / f'latent_map_{mode}.png',
+                    f'{mode} start: inferred z of the training images'
+                    + (f' ({len(keep)} of {len(data)})' if len(keep) < len(data) else ''))
 
 
-FIGURES = [('compare_recon.jpg', figure_recon), ('compare_samples.jpg', figure_samples),
-           ('compare_loss.png', figure_loss), ('.', figure_per_mode)]
+def figure_training_gif(mode, state, data, args, out_dir):
+    save_training_gif(state.frames, out_dir / f'training_{mode}.gif', f'{mode} start')
+
+
+def figure_latent_walk(mode, state, data, args, out_dir):
+    save_latent_walk(state.model.Gnet, state.z[shown_images(len(state.z), 24)], interp_half_width(state.z),
+                     out_dir / f'latent_walk_{mode}.gif')
+
+
+COMPARED = (figure_recon, figure_samples, figure_loss)      # draw(results, data, args, path)
+PER_MODE = (figure_interp, figure_latent_map, figure_training_gif, figure_latent_walk)   # draw(mode, state, ...)
 
 
 def compare(results, data, args, out_dir):
     """The figures that put the modes side by side, into out_dir. A figure that fails is reported in one line
     and skipped: the modes' own results, already written, are never lost to it. Returns summary(...)."""
-    for name, draw in FIGURES + ([('occlusion.jpg', figure_occlusion)] if args.occlude != 'none' else []):
+    out_dir = Path(out_dir)
+    draws = [(name, f, (results, data, args, out_dir / name)) for f, name in
+             zip(COMPARED + (figure_occlusion,), ('compare_recon.jpg', 'compare_samples.jpg', 'compare_loss.png',
+                                                  'occlusion.jpg' if args.occlude != 'none' else None)) if name]
+    draws += [(f'{f.__name__[7:]} ({m})', f, (m, r['state'], data, args, out_dir))
+              for m, r in results.items() for f in PER_MODE]
+    for name, draw, inputs in draws:
         try:
-            draw(results, data, args, Path(out_dir) / name)
+            draw(*inputs)
         except Exception as e:       # a figure is never worth the run: say so and go on
-            print(f"warning: could not draw {draw.__name__} ({type(e).__name__}: {e})", file=sys.stderr)
+            print(f"warning: could not draw {name} ({type(e).__name__}: {e})", file=sys.stderr)
     state = next(iter(results.values()))['state']
     fit = pca_of(data)
     pca_db = torch.cat([psnr(pca_recon(x.cpu(), fit=fit), x.cpu()) for _, x in data.chunks()]).mean().item()

@@ -40,7 +40,7 @@ def flags_key(flags, n_images=None):
         return None
     elif init == 'sir' and f.get('start') != 'warm':
         cold = abp.chain_for(argparse.Namespace(**{**DEFAULTS, **f}), 'cold')
-        if n_images is None or cold.n_proposals(min(n_images, f['batch_size'])) != cold.proposals:
+        if n_images is None or cold.n_proposals(min(n_images, f['batch_size']), n_images) != cold.proposals:
             return None
     return json.loads(json.dumps({k: v for k, v in sorted(f.items()) if k not in NOT_IN_KEY}))
 

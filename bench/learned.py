@@ -374,7 +374,7 @@ def sir_ess(gen_net, x, cold):
     """Effective sample size (sum w)^2 / sum w^2 per image of the SIR weights over the cold chain's proposals,
     drawn from a copy of the RNG state: training's own next draws are left as they were."""
     saved = torch.get_rng_state()
-    zeta = abp.quasi_prior(cold.n_proposals(len(x)), gen_net.nz, cold.prior_sigma)
+    zeta = abp.quasi_prior(cold.n_proposals(len(x), len(x)), gen_net.nz, cold.prior_sigma)
     torch.set_rng_state(saved)
     w = torch.softmax(-abp.sq_dists(x, abp.generate(gen_net, zeta)) / (2 * cold.sigma ** 2), 1)
     return 1 / w.pow(2).sum(1)
@@ -411,7 +411,7 @@ def theory(models, x, names, a, out):
     """lambda_max, w against s, and the SIR ESS over a default training run of each mode."""
     args = abp.parse_args(['--img_dir', a.img_dir, '--seed', str(a.seed), *epochs_flags(a.epochs)])
     data = abp.load_data(args)
-    result = {'every': a.every, 'proposals': abp.chain_for(args, 'cold').n_proposals(len(data)), 'images': names,
+    result = {'every': a.every, 'proposals': abp.chain_for(args, 'cold').n_proposals(len(data), len(data)), 'images': names,
               'flags': flags_key(vars(args))}
     path = out / 'learned.json'              # the same training already measured there: re-use its series
     before = json.loads(path.read_text()).get('theory', {}) if path.exists() else {}

@@ -226,18 +226,20 @@ def test_a_bad_batch_size_is_a_one_line_error(img_dir, tmp_path, capsys, value, 
 
 
 @pytest.mark.parametrize('proposals', [0, 1, 5, 32, 100])
-def test_cold_proposals_per_batch_are_at_least_two_per_image_rounded_to_a_power_of_two(proposals):
-    """Chain.n_proposals(b) = max(--cold_proposals, 2b rounded up to a power of two), written out here with
-    logarithms."""
+def test_cold_proposals_per_batch_are_two_per_image_of_the_folder_at_most_eight_per_image_of_the_batch(proposals):
+    """Chain.n_proposals(b, n) = max(--cold_proposals, min(2n, 8b) rounded up to a power of two), written out here
+    with logarithms."""
     chain = abp.chain_for(abp.parse_args(['--cold_proposals', str(proposals)]), 'cold')
-    for b in range(1, 300):
-        assert chain.n_proposals(b) == max(proposals, 2 ** math.ceil(math.log2(2 * b))), b
+    for b in range(1, 200):
+        for n in (b, 3 * b + 1, 50 * b):
+            assert chain.n_proposals(b, n) == max(proposals, 2 ** math.ceil(math.log2(min(2 * n, 8 * b)))), (b, n)
 
 
-@pytest.mark.parametrize('proposals,drawn', [(1, [2, 4, 4]), (6, [6, 6, 6])])
+@pytest.mark.parametrize('proposals,drawn', [(1, [8, 16, 16]), (20, [20, 20, 20])])
 def test_each_cold_batch_draws_its_own_proposals(five_dir, tmp_path, monkeypatch, fast_figures, proposals, drawn):
-    """A cold epoch on 5 images with --batch_size 2 draws fresh proposals once per batch, as many as
-    Chain.n_proposals says for its size (1 and 2 images: 2 and 4 draws, or --cold_proposals if more)."""
+    """A cold epoch on 5 images with --batch_size 2 (batches of 2, 2 and 1) draws fresh proposals once per batch,
+    as many as Chain.n_proposals says: two per image of the folder (10), at most eight per image of the batch
+    (16 and 8), rounded up to a power of two, or --cold_proposals if more."""
     real, calls = abp.quasi_prior, []
 
     def quasi_prior(n, nz, sig=1):

@@ -111,7 +111,7 @@ def test_theory_measures_a_training_it_leaves_as_it_was(img_dir, tmp_path):
     cold = abp.chain_for(args, 'cold')
     for r in series:
         assert all(0 < s <= min(cold.step_size, w) + 1e-6 for s, w in zip(r['step'], r['width']))
-        assert all(1 - 1e-3 <= e <= cold.n_proposals(len(data)) + 1e-3 for e in r['ess'])
+        assert all(1 - 1e-3 <= e <= cold.n_proposals(len(data), len(data)) + 1e-3 for e in r['ess'])
         assert r['lambda_max'] == [pytest.approx(w ** -2, rel=2e-3, abs=0.01) for w in r['width']]
     state = abp.new_state(args, len(data))
     abp.train(state, data, cold, args, tmp_path / 'plain', abp.get_logger(tmp_path / 'plain'))

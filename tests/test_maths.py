@@ -141,7 +141,7 @@ def test_warm_continues_cold_restarts():
     torch.manual_seed(2)
     sir = abp.chain_start(cold, gen, z, x)
     torch.manual_seed(2)
-    draws = abp.quasi_prior(cold.n_proposals(5), 2, 1.5)
+    draws = abp.quasi_prior(cold.n_proposals(5, 5), 2, 1.5)
     assert sir.shape == (5, 2) and len(draws) == 40
     assert all(any(torch.equal(s, d) for d in draws) for s in sir)
     assert not torch.equal(sir, z)
