@@ -11,9 +11,11 @@ timings may come from a busy machine), and from their ratio the epochs our cold 
   ours_same_time our cold start for that many epochs, at most --n_epochs' default (2000); beyond that, the
                  default run's cold start (OUT_DIR/metrics.json) is the row, finished in less time
 Writes OUT_DIR/handout_cold/handout_cold.json: per run its flags, epochs, recon PSNR, sample NN-PSNR, coverage,
-and the timing (--time_epochs 0 keeps the timing that file already holds).
+and the timing (--time_epochs 0 keeps the timing that file already holds); and, when the runs' last snapshots are
+there (a run trained here, not re-used), OUT_DIR/handout_cold/<run>_recon.png: its reconstructions at the end.
 """
 import json
+import shutil
 from pathlib import Path
 
 import bench
@@ -32,6 +34,9 @@ def run(a, key, epochs, flags):
     argv = ['--img_dir', a.img_dir, '--out_dir', str(Path(a.out_dir) / 'handout_cold' / key), '--start', 'cold',
             '--seed', str(a.seed), *short_run(epochs), *flags]
     m = finished(run_cached(argv, key), 'handout_cold.py', key)['cold']
+    snapshot = Path(a.out_dir) / 'handout_cold' / key / 'cold' / f'{epochs:04d}_recon.png'
+    if snapshot.exists():
+        shutil.copyfile(snapshot, Path(a.out_dir) / 'handout_cold' / f'{key}_recon.png')
     print(f"{key:15s} {epochs:5d} epochs  recon {m['recon_psnr_db']:.2f} dB  "
           f"NN {m['sample_nn_psnr_db_median']:.2f}  coverage {m['sample_coverage']}")
     return {'key': key, 'label': LABELS[key], 'flags': ' '.join(flags), **{k: m[k] for k in KEYS}}
