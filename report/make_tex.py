@@ -21,7 +21,7 @@ SOURCES = ['metrics', 'seeds', 'ablations', 'cold_study', 'generalize', 'handout
            'bench', 'scale']
 # not results: where and how a run was started, what a folder holds, long series (figures plot them)
 SKIP = {'device', 'torch', 'img_dir', 'out_dir', 'resume', 'parallel', 'images', 'flags', 'command', 'code', 'what',
-        'files', 'series', 'psnr_curve'}
+        'files', 'series', 'psnr_curve', 'curve'}
 # (part of the dotted key path, format): the first that matches a number's path formats it
 FORMATS = [('share', 'pct'), ('hidden_fraction', 'pct'), ('z_mean', '+.2f'), ('minus', '+.2f'), ('_db', '.2f'),
            ('psnr', '.2f'), ('ess', '.2f'), ('z_std', '.2f'), ('interp_d', '.2f'), ('coverage', '.1f'),
