@@ -33,6 +33,8 @@ def flags_key(flags, n_images=None):
     if f.pop('cold_beta1', f.get('beta1')) != f.get('beta1') or any(f.pop(k, v) != v for k, v in REMOVED.items()):
         return None
     f.setdefault('batch_size', DEFAULTS['batch_size'])
+    if 'img_dir' in f:                  # ../shared/data/x and /work/shared/data/x are one folder
+        f['img_dir'] = str(Path(f['img_dir']).resolve())
     init = f.pop('cold_init', None)
     if init == 'prior':
         f['cold_proposals'] = 0
