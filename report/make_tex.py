@@ -23,7 +23,7 @@ SOURCES = ['metrics', 'seeds', 'ablations', 'cold_study', 'generalize', 'handout
 SKIP = {'device', 'torch', 'img_dir', 'out_dir', 'resume', 'parallel', 'images', 'flags', 'command', 'code', 'what',
         'files', 'series', 'psnr_curve', 'curve'}
 # (part of the dotted key path, format): the first that matches a number's path formats it
-FORMATS = [('share', 'pct'), ('hidden_fraction', 'pct'), ('z_mean', '+.2f'), ('minus', '+.2f'), ('_db', '.2f'),
+FORMATS = [('memory.', '.1f'), ('images_per_second', '.0f'), ('over_warm', '.2f'), ('time_ratio', '.2f'), ('share', 'pct'), ('hidden_fraction', 'pct'), ('z_mean', '+.2f'), ('minus', '+.2f'), ('_db', '.2f'),
            ('psnr', '.2f'), ('ess', '.2f'), ('z_std', '.2f'), ('interp_d', '.2f'), ('coverage', '.1f'),
            ('seconds_per_epoch', '.3f'), ('seconds', '.0f'), ('args.', 'g'), ('step_size', 'g'), ('configured_step', 'g')]
 TABLES = {  # generated/<name>.tex: (source, template of one row per record; {#A}: A, B, ..., {#1}: 1, 2, ...)
@@ -100,7 +100,7 @@ def flatten(obj, path=()):
     """(key path, value) for every number, string and short list of them in a JSON document."""
     if isinstance(obj, dict):
         for k, v in obj.items():
-            if k not in SKIP:
+            if k not in SKIP or isinstance(v, int):             # a count of 'images' is a result; their names are not
                 yield from flatten(v, path + (k,))
     elif isinstance(obj, list):
         if all(isinstance(v, dict) for v in obj):
