@@ -1198,7 +1198,7 @@ def figure_loss(results, data, args, path):
         line, = ax.plot(stats['epoch'], stats['loss'], label=m)
         if hits and stats['loss']:
             ax.plot(hits, [max(stats['loss'])] * len(hits), 'x', color=line.get_color(), label=f'{m}: guard recovery')
-    ax.set(yscale='log', xlabel='epoch', ylabel='loss = mean ||I - g(z)||^2 / (2 sigma^2)')
+    ax.set(yscale='log', xlabel='epoch', ylabel=r'loss = mean $\|I - g(z)\|^2 / (2\sigma^2)$')
     ax.grid(alpha=0.3)
     ax.legend()
     save_fig(fig, path)
