@@ -1,23 +1,19 @@
 """Alternating back-propagation (ABP) for a ConvNet generator with a 2-D latent z.
 
-Han, Lu, Zhu, Wu, "Alternating Back-Propagation for Generator Network", AAAI 2017;
-Computer Vision I, Project 5 (equations cited as in the handout).
+Han, Lu, Zhu, Wu, "Alternating Back-Propagation for Generator Network", AAAI 2017; Computer Vision I, Project 5
+(equations numbered as in the handout).
 
     python abp.py --img_dir ../shared/data/lion_tiger       # warm + cold, every figure, output/metrics.json
     python abp.py --start warm                               # one mode: all of it in output/warm/
     python abp.py --resume                                   # continue runs stopped by Ctrl-C
-    python abp.py --img_dir BIG_FOLDER --batch_size 64       # any number of images, in mini-batches
+    python abp.py --img_dir BIG_FOLDER                       # any number of images, in mini-batches of 64
 
-The model (eq. 1): I = g(z; theta) + eps, z ~ N(0, I_d), eps ~ N(0, sigma^2 I_D). Each epoch visits every
-image once, in mini-batches (one batch when there are at most --batch_size images), and for each batch
-  (1) inferential back-propagation: Langevin dynamics on the batch's z (eq. 6);
-  (2) learning back-propagation: one Adam step on theta with z held fixed (eq. 7).
-Warm start continues each image's chain from its z of the previous epoch. Cold start keeps no z: each batch
-draws prior proposals (a scrambled Sobol sequence, which covers the prior evenly), starts each image's chain at
-one of them resampled by its likelihood (sampling-importance-resampling) and runs the Langevin steps from
-there; `--cold_proposals 0` is the handout's cold start, one prior draw per image. Each image's step is capped
-at its posterior's width, so chains stay stable however sharp g becomes, and a health guard restores the
-last good state if training collapses.
+The model (eq. 1): I = g(z; theta) + eps, z ~ N(0, I_d), eps ~ N(0, sigma^2 I_D). Each epoch visits every image
+once, a mini-batch at a time: (1) Langevin dynamics on the batch's z (eq. 6), (2) one Adam step on theta with z
+fixed (eq. 7). Warm start continues each image's chain from its z of the previous epoch. Cold start keeps no z:
+each chain starts at one of the batch's prior draws (a scrambled Sobol sequence) resampled by the image's
+likelihood, or (`--cold_proposals 0`, the handout's cold start) at a prior draw of its own. Each image's step is
+capped at its posterior's width, and a guard restores the last good state if training collapses.
 """
 import argparse
 import contextlib
@@ -102,16 +98,15 @@ def number(kind, low=0.0, high=math.inf, low_ok=False):
 def occlusion_kind(text):
     """argparse type for --occlude: 'none', 'pixels:P' with 0 < P < 1, 'block:B' or 'blocks:N:B' with N, B >= 1."""
     kind, *nums = text.strip().lower().split(':')
-    forms = {'none': (), 'pixels': (float,), 'block': (int,), 'blocks': (int, int)}
     try:
-        values = [t(v) for t, v in zip(forms[kind], nums, strict=True)]
+        values = [t(v) for t, v in zip({'none': (), 'pixels': (float,), 'block': (int,), 'blocks': (int, int)}[kind],
+                                      nums, strict=True)]
     except (KeyError, ValueError):
         raise argparse.ArgumentTypeError(f"{text!r}: use none, pixels:P (e.g. pixels:0.7), block:B (e.g. block:32) "
                                          f"or blocks:N:B (e.g. blocks:4:16)")
-    if kind == 'pixels' and not 0 < values[0] < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: the fraction P of hidden pixels must be between 0 and 1")
-    if kind != 'pixels' and any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"{text!r}: N and B must be whole numbers >= 1")
+    if not (0 < values[0] < 1 if kind == 'pixels' else all(v >= 1 for v in values)):
+        raise argparse.ArgumentTypeError(f"{text!r}: " + ('the fraction P of hidden pixels must be between 0 and 1'
+                                                          if kind == 'pixels' else 'N and B must be whole numbers >= 1'))
     return ':'.join([kind, *map(str, values)])
 
 
@@ -319,19 +314,17 @@ def default_transform(img_size, as_uint8=False):
 
 
 def load_images(img_dir, transform, logger=None):
-    """(tensor (N, 3, H, W) on the CPU, list of file names); unreadable files skipped with a warning. The tensor is
-    filled in place, never stacked from a list: a large folder is held once, not twice."""
+    """(tensor (N, 3, H, W) on the CPU, file names); unreadable files skipped with a warning. The tensor is filled
+    in place, never stacked from a list: a large folder is held once, not twice."""
     paths, out, names = list_images(img_dir), None, []
     for path in paths:
         try:
             with Image.open(path) as img:
-                img.load()
-                rgb = to_rgb(img)
+                t = transform(to_rgb(img))
         except Exception as e:  # Pillow raises many kinds for truncated or foreign files
             (logger.warning if logger else print)(f"warning: skipping {path}: not a readable image "
                                                   f"({type(e).__name__}: {e})")
             continue
-        t = transform(rgb)
         out = torch.empty(len(paths), *t.shape, dtype=t.dtype) if out is None else out
         out[len(names)] = t if t.dtype == torch.uint8 else t.clamp(-1, 1)
         names.append(path.name)
@@ -379,8 +372,8 @@ def load_data(args, logger=None):
 
 
 def make_masks(kind, n, size, seed):
-    """Masks (n, 1, size, size), True = observed, for --occlude `kind`; None for 'none'. Made from their own
-    generator seeded by `seed`, so they never disturb training's random numbers."""
+    """Masks (n, 1, size, size), True = observed, for --occlude `kind`; None for 'none'. From their own generator
+    seeded by `seed`, so they never disturb training's random numbers."""
     name, *nums = kind.split(':')
     if name == 'none':
         return None
@@ -396,9 +389,8 @@ def make_masks(kind, n, size, seed):
 
 
 def batches(n, batch_size, seed, epoch):
-    """One epoch's mini-batches: index tensors covering 0..n-1 once, near-equal and at most batch_size each, in
-    an order drawn from a generator seeded by (seed, epoch), so a resumed run draws the same; [None] (every
-    image, in order) when one batch holds them all."""
+    """One epoch's mini-batches: index tensors covering 0..n-1 once, near-equal and at most batch_size each, in an
+    order seeded by (seed, epoch), so a resumed run draws the same; [None] (all, in order) when one batch holds all."""
     if n <= batch_size:
         return [None]
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
@@ -668,22 +660,14 @@ def restore_good_state(state):
         setattr(state, k, {e: v for e, v in getattr(state, k).items() if e <= state.epoch})
 
 
-def diagnose(loss, z, psnr_db, best_db):
-    """What is wrong with this epoch, in words, or None: non-finite numbers or a collapse of the PSNR.
-    (A non-finite parameter shows up as a non-finite loss one epoch later.)"""
-    what = 'the loss' if not math.isfinite(loss) else 'the latent z' if not torch.isfinite(z).all() else None
-    if what:
-        return f"{what} became non-finite"
-    if psnr_db < best_db - GUARD_DROP_DB:
-        return f"the reconstruction PSNR fell to {psnr_db:.1f} dB (best {best_db:.1f} dB)"
-    return None
-
-
 def guard(state, loss, psnr_db, chain_energy, chain, args, logger):
-    """After an epoch: keep a good state now and then; if the epoch is sick, restore the last good state, halve
-    the lr (and the Langevin steps, if the chains made the fit worse), log one line and return True.
-    Raises Diverged after GUARD_MAX_EVENTS recoveries."""
-    what = diagnose(loss, state.z, psnr_db, state.best_db)
+    """After an epoch: if it is sick (a non-finite loss or z, or a PSNR GUARD_DROP_DB below the run's best), restore
+    the last good state, halve the lr (and the Langevin steps, if the chains made the fit worse), log one line and
+    return True; else keep a good state now and then. Raises Diverged after GUARD_MAX_EVENTS recoveries.
+    (A non-finite parameter shows up as a non-finite loss one epoch later.)"""
+    what = ('the loss became non-finite' if not math.isfinite(loss) else 'the latent z became non-finite'
+            if not torch.isfinite(state.z).all() else f"the reconstruction PSNR fell to {psnr_db:.1f} dB (best "
+            f"{state.best_db:.1f} dB)" if psnr_db < state.best_db - GUARD_DROP_DB else None)
     if what is None:
         state.best_db = max(state.best_db, psnr_db)
         if (psnr_db >= state.best_db - GUARD_GOOD_DB and state.epoch - state.good['epoch'] >= GUARD_EVERY
@@ -1029,23 +1013,6 @@ def plot_recon_comparison(rows, path, title=''):
     save_fig(fig, path)
 
 
-def plot_interp_panel(img, d, n, path, title):
-    """One n x n interpolation panel (n^2 images in interp_grid's order) with its z values on the axes: rows are
-    z[0] from -d[0] (top) to d[0], columns z[1] from -d[1] (left) to d[1], as plot_latent_map draws the plane."""
-    d, size = first_two_dims(d)[0], img.shape[-1] + 2           # a tile and its padding, in pixels
-    fig = Figure(figsize=(7.2, 7.6))
-    ax = fig.subplots()
-    ax.imshow(grid_image(img, n))
-    centres = [2 + size * k + (size - 2) / 2 for k in range(n)]
-    for set_ticks, i in ((ax.set_xticks, 1), (ax.set_yticks, 0)):
-        set_ticks(centres, [f'{v:.2f}' for v in torch.linspace(-float(d[i]), float(d[i]), n).tolist()], fontsize=9)
-    ax.tick_params(length=2, pad=1)
-    ax.set_xlabel('z[1] (columns)', fontsize=10)
-    ax.set_ylabel('z[0] (rows)', fontsize=10)
-    ax.set_title(title, fontsize=11)
-    save_fig(fig, path)
-
-
 def image_groups(names):
     """A label per file, its name's leading letters (lion_3.jpg -> lion), when that groups the images
     meaningfully: 2 to 10 groups of 2 or more. Otherwise every image is in one group, 'images'."""
@@ -1059,36 +1026,6 @@ def first_two_dims(v):
     """(N, nz) or (nz,) -> (N, 2) on the CPU: the plane the maps show; a 1-D latent sits on the z[0] axis."""
     v = v.detach().cpu().float().reshape(-1, v.shape[-1])
     return torch.cat([v, torch.zeros(len(v), 2)], 1)[:, :2]
-
-
-def plot_latent_map(z, x, names, d, path, title):
-    """The images' inferred z on the plane as thumbnails framed by group (image_groups), prior 1- and 2-sigma
-    circles and the interpolation square (-d, d)^2, oriented as the interpolation panel: z[1] to the right,
-    z[0] downwards."""
-    z, d, groups = first_two_dims(z), first_two_dims(d)[0].clamp_min(1e-3), image_groups(names)
-    colours = dict(zip(sorted(set(groups)), matplotlib.colormaps['tab10'].colors))
-    fig = Figure(figsize=(4.6, 5.2))
-    ax = fig.subplots()
-    for r, ls in ((1, '-'), (2, '--')):
-        ax.add_patch(Circle((0, 0), r, fill=False, ls=ls, color='grey', label=f'prior {r} sigma'))
-    ax.add_patch(Rectangle((-d[1], -d[0]), 2 * d[1], 2 * d[0], fill=False, color='black', lw=1.5,
-                           label='interpolation square'))
-    thumbs = to_unit(x).cpu().permute(0, 2, 3, 1).numpy()
-    zoom = 22 / thumbs.shape[1] * min(1.0, (40 / len(thumbs)) ** 0.5)   # smaller thumbnails for many images
-    for zi, im, g in zip(z, thumbs, groups):
-        ax.add_artist(AnnotationBbox(OffsetImage(im, zoom=zoom), (zi[1].item(), zi[0].item()),
-                                     bboxprops=dict(edgecolor=colours[g], lw=2), pad=0.1))
-    for g, c in colours.items():
-        ax.plot([], [], 's', color=c, label=g)
-    lim = max(2.3, float(d.max()) * 1.15, float(z.abs().max()) * 1.2)
-    ax.set(xlim=(-lim, lim), ylim=(lim, -lim), aspect='equal')  # z[0] grows downwards, as the panel's rows
-    ax.set_xlabel('z[1] (interpolation columns)', fontsize=10)   # >= 7 pt at half the text width
-    ax.set_ylabel('z[0] (interpolation rows)', fontsize=10)
-    ax.tick_params(labelsize=10)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(loc='upper center', bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=10, frameon=False)
-    save_fig(fig, path)
 
 
 def blacken_hidden(x, mask):
@@ -1131,32 +1068,6 @@ def save_gif(frames, path, ms_per_frame):
     with atomic_path(path) as tmp:
         frames[0].save(tmp, format='GIF', save_all=True, append_images=frames[1:], duration=ms_per_frame, loop=0,
                        optimize=True)
-
-
-def save_latent_walk(gen, codes, d, path, frames=48):
-    """latent_walk_<mode>.gif: g(z) along walk_path through the codes, beside a map of where z is."""
-    path_z = walk_path(codes, frames).to(next(gen.parameters()).device)
-    imgs = to_uint8(generate(gen, path_z)).permute(0, 2, 3, 1).numpy()
-    out = []
-    for im, z in zip(imgs, path_z):
-        frame = Image.new('RGB', (2 * im.shape[1], im.shape[0]), (255, 255, 255))
-        frame.paste(Image.fromarray(im), (0, 0))
-        frame.paste(minimap(codes, z, d, im.shape[0]), (im.shape[1], 0))
-        out.append(frame)
-    save_gif(out, path, 100)
-
-
-def save_training_gif(frames, path, label):
-    """training_<mode>.gif: the reconstructions as training went on, one frame per kept epoch."""
-    from torchvision.utils import make_grid
-    out = []
-    for epoch, img in sorted(frames.items()):
-        grid = make_grid(img, nrow=min(len(img), 6), padding=2, pad_value=255).permute(1, 2, 0).numpy()
-        frame = Image.new('RGB', (grid.shape[1], grid.shape[0] + 16), (255, 255, 255))
-        frame.paste(Image.fromarray(grid), (0, 16))
-        ImageDraw.Draw(frame).text((4, 2), f'{label}, epoch {epoch}', fill=(0, 0, 0))
-        out.append(frame)
-    save_gif(out, path, 400)
 
 
 def to_uint8(img, small=False):
@@ -1215,29 +1126,81 @@ def figure_occlusion(results, data, args, path):
 
 
 def figure_interp(mode, state, data, args, out_dir):
-    """interp_<mode>.jpg: the args.ninterp^2 panel over (-d, d)^2, its z values on the axes."""
-    d = interp_half_width(state.z)
-    plot_interp_panel(generate(state.model.Gnet, interp_grid(args.nz, args.ninterp, d, device)), d, args.ninterp,
-                      out_dir / f'interp_{mode}.jpg',
-                      f'{mode} start: g(z) over (-d, d)^2, d = ({", ".join(f"{v:.2f}" for v in d.tolist())})')
+    """interp_<mode>.jpg: the ninterp x ninterp panel over (-d, d)^2, its z values on the axes: rows are z[0] from
+    -d[0] (top) to d[0], columns z[1] from -d[1] (left) to d[1], as figure_latent_map draws the plane."""
+    d, n = interp_half_width(state.z), args.ninterp
+    img = generate(state.model.Gnet, interp_grid(args.nz, n, d, device))
+    dd, size = first_two_dims(d)[0], img.shape[-1] + 2           # a tile and its padding, in pixels
+    fig = Figure(figsize=(7.2, 7.6))
+    ax = fig.subplots()
+    ax.imshow(grid_image(img, n))
+    centres = [2 + size * k + (size - 2) / 2 for k in range(n)]
+    for set_ticks, i in ((ax.set_xticks, 1), (ax.set_yticks, 0)):
+        set_ticks(centres, [f'{v:.2f}' for v in torch.linspace(-float(dd[i]), float(dd[i]), n).tolist()], fontsize=9)
+    ax.tick_params(length=2, pad=1)
+    ax.set_xlabel('z[1] (columns)', fontsize=10)
+    ax.set_ylabel('z[0] (rows)', fontsize=10)
+    ax.set_title(f'{mode} start: g(z) over (-d, d)^2, d = ({", ".join(f"{v:.2f}" for v in d.tolist())})', fontsize=11)
+    save_fig(fig, out_dir / f'interp_{mode}.jpg')
 
 
 def figure_latent_map(mode, state, data, args, out_dir):
-    """latent_map_<mode>.png: where each image's z sits (N_MAPPED images at most)."""
+    """latent_map_<mode>.png: the images' inferred z (N_MAPPED at most) on the plane as thumbnails framed by group
+    (image_groups), prior 1- and 2-sigma circles and the interpolation square (-d, d)^2, oriented as the panel:
+    z[1] to the right, z[0] downwards."""
     keep = shown_images(len(data), N_MAPPED)
-    plot_latent_map(state.z[keep], to_float(data.images[keep]), [data.names[i] for i in keep],
-                    interp_half_width(state.z), out_dir / f'latent_map_{mode}.png',
-                    f'{mode} start: inferred z of the training images'
-                    + (f' ({len(keep)} of {len(data)})' if len(keep) < len(data) else ''))
+    z, d = first_two_dims(state.z[keep]), first_two_dims(interp_half_width(state.z))[0].clamp_min(1e-3)
+    groups = image_groups([data.names[i] for i in keep])
+    colours = dict(zip(sorted(set(groups)), matplotlib.colormaps['tab10'].colors))
+    fig = Figure(figsize=(4.6, 5.2))
+    ax = fig.subplots()
+    for r, ls in ((1, '-'), (2, '--')):
+        ax.add_patch(Circle((0, 0), r, fill=False, ls=ls, color='grey', label=f'prior {r} sigma'))
+    ax.add_patch(Rectangle((-d[1], -d[0]), 2 * d[1], 2 * d[0], fill=False, color='black', lw=1.5,
+                           label='interpolation square'))
+    thumbs = to_unit(to_float(data.images[keep])).cpu().permute(0, 2, 3, 1).numpy()
+    zoom = 22 / thumbs.shape[1] * min(1.0, (40 / len(thumbs)) ** 0.5)   # smaller thumbnails for many images
+    for zi, im, g in zip(z, thumbs, groups):
+        ax.add_artist(AnnotationBbox(OffsetImage(im, zoom=zoom), (zi[1].item(), zi[0].item()),
+                                     bboxprops=dict(edgecolor=colours[g], lw=2), pad=0.1))
+    for g, c in colours.items():
+        ax.plot([], [], 's', color=c, label=g)
+    lim = max(2.3, float(d.max()) * 1.15, float(z.abs().max()) * 1.2)
+    ax.set(xlim=(-lim, lim), ylim=(lim, -lim), aspect='equal')  # z[0] grows downwards, as the panel's rows
+    ax.set_xlabel('z[1] (interpolation columns)', fontsize=10)   # >= 7 pt at half the text width
+    ax.set_ylabel('z[0] (interpolation rows)', fontsize=10)
+    ax.tick_params(labelsize=10)
+    ax.set_title(f'{mode} start: inferred z of the training images'
+                 + (f' ({len(keep)} of {len(data)})' if len(keep) < len(data) else ''), fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc='upper center', bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=10, frameon=False)
+    save_fig(fig, out_dir / f'latent_map_{mode}.png')
 
 
 def figure_training_gif(mode, state, data, args, out_dir):
-    save_training_gif(state.frames, out_dir / f'training_{mode}.gif', f'{mode} start')
+    """training_<mode>.gif: the reconstructions as training went on, one frame per kept epoch."""
+    from torchvision.utils import make_grid
+    out = []
+    for epoch, img in sorted(state.frames.items()):
+        grid = make_grid(img, nrow=min(len(img), 6), padding=2, pad_value=255).permute(1, 2, 0).numpy()
+        frame = Image.new('RGB', (grid.shape[1], grid.shape[0] + 16), (255, 255, 255))
+        frame.paste(Image.fromarray(grid), (0, 16))
+        ImageDraw.Draw(frame).text((4, 2), f'{mode} start, epoch {epoch}', fill=(0, 0, 0))
+        out.append(frame)
+    save_gif(out, out_dir / f'training_{mode}.gif', 400)
 
 
 def figure_latent_walk(mode, state, data, args, out_dir):
-    save_latent_walk(state.model.Gnet, state.z[shown_images(len(state.z), 24)], interp_half_width(state.z),
-                     out_dir / f'latent_walk_{mode}.gif')
+    """latent_walk_<mode>.gif: g(z) along walk_path through (at most 24 of) the codes, beside a map of where z is."""
+    codes, d = state.z[shown_images(len(state.z), 24)], interp_half_width(state.z)
+    path_z = walk_path(codes, 48).to(device)
+    frames = []
+    for im, z in zip(to_uint8(generate(state.model.Gnet, path_z)).permute(0, 2, 3, 1).numpy(), path_z):
+        frame = Image.new('RGB', (2 * im.shape[1], im.shape[0]), (255, 255, 255))
+        frame.paste(Image.fromarray(im), (0, 0))
+        frame.paste(minimap(codes, z, d, im.shape[0]), (im.shape[1], 0))
+        frames.append(frame)
+    save_gif(frames, out_dir / f'latent_walk_{mode}.gif', 100)
 
 
 COMPARED = (figure_recon, figure_samples, figure_loss)      # draw(results, data, args, path)

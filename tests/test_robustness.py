@@ -392,7 +392,7 @@ def test_a_failing_comparison_figure_loses_nothing(img_dir, tmp_path, monkeypatc
     def boom(*a, **k):
         raise KeyError('199269.jpg')
 
-    monkeypatch.setattr(abp, 'plot_latent_map', boom)
+    monkeypatch.setattr(abp, 'image_groups', boom)
     out = tmp_path / 'out'
     abp.main(tiny_argv(img_dir, out))
     warnings = [line for line in capsys.readouterr().err.splitlines() if 'could not draw' in line]
