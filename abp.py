@@ -18,6 +18,7 @@ capped at its posterior's width, and a guard restores the last good state if tra
 import argparse
 import contextlib
 import copy
+import ctypes
 import dataclasses
 import io
 import json
@@ -60,7 +61,8 @@ N_EVAL_SAMPLES = 100   # prior samples behind sample_nn_psnr_db_median / sample_
 N_FIG_SAMPLES = 36     # of those, how many {epoch}_sampled.png shows (6 x 6)
 N_SHOWN = 12           # images in the reconstruction panels and the training GIF
 N_MAPPED = 200         # codes drawn in the latent map
-EVAL_CHUNK = 128       # images converted to float at a time for the metrics (and PCA's fit at most)
+EVAL_CHUNK = 64        # images converted to float at a time for the metrics
+PCA_FIT = 128          # images behind the PCA(2) baseline's fit, at most
 INTERP_MARGIN = 1.1    # d_i = INTERP_MARGIN * max_j |z_ji|: the square holds every inferred z
 GUARD_DROP_DB = 6.0    # the guard calls an epoch sick when its PSNR is this far below the run's best
 GUARD_GOOD_DB = 1.5    # ... and keeps a state to return to when it is within this of the best
@@ -363,6 +365,15 @@ class Data:
         for i in range(0, len(self), EVAL_CHUNK):
             idx = torch.arange(i, min(i + EVAL_CHUNK, len(self)))
             yield idx, self.batch(None if len(self) <= EVAL_CHUNK else idx)
+            release_memory()
+
+
+def release_memory():
+    """Return the memory the process has freed to the system. glibc's malloc keeps freed buffers of up to 32 MB in
+    its heap, and a loop of such buffers fragments it: the metrics of 10,000 images grew by 840 MB (bench/scale.py)."""
+    libc = ctypes.CDLL(None) if sys.platform.startswith('linux') else None
+    if hasattr(libc, 'malloc_trim'):
+        libc.malloc_trim(0)
 
 
 def load_data(args, logger=None):
@@ -722,6 +733,8 @@ def abp_epoch(state, data, x_all, chain, args, trace=None):
             state.psnr[rows] = psnr(x_hat, x).cpu()
         hit = torch.isin(rows, keep)                        # the batch's images that figures show
         state.recon[torch.searchsorted(keep, rows[hit])] = x_hat[hit.to(device)].float().cpu()
+    if len(losses) > 1:
+        release_memory()                                    # a folder in many batches: see release_memory
     return sum(losses) / len(losses), psnr_seen.mean().item()
 
 
@@ -892,8 +905,8 @@ def pca_recon(x, k=2, fit=None):
 
 
 def pca_of(data, k=2):
-    """pca_fit of the images (at most EVAL_CHUNK of them, evenly spread)."""
-    return pca_fit(data.batch(None if len(data) <= EVAL_CHUNK else torch.tensor(shown_images(len(data), EVAL_CHUNK))).cpu(), k)
+    """pca_fit of the images (at most PCA_FIT of them, evenly spread)."""
+    return pca_fit(data.batch(None if len(data) <= PCA_FIT else torch.tensor(shown_images(len(data), PCA_FIT))).cpu(), k)
 
 
 def mean_fill(x, mask):
