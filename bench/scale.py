@@ -1,7 +1,7 @@
 """Folders of any size: memory, time and learning in mini-batches, on folders generated from photo crops.
 
     pip install scikit-image                     # the crops come from its bundled sample photos
-    python bench/scale.py                        # about 60 minutes on 2 cores (--parts to run some)
+    python bench/scale.py                        # about 100 minutes on 2 cores (--parts to run some)
 
 The parts (--parts, default all; each writes its key of OUT_DIR/scale/scale.json, keeping the others'):
   memory  one warm epoch (`python abp.py --start warm --n_epochs 1 --batch_size 64`, a fresh process each) on
@@ -9,7 +9,8 @@ The parts (--parts, default all; each writes its key of OUT_DIR/scale/scale.json
   large   both modes on 5,000 crops at 64 px for --epochs epochs (`python abp.py --img_size 64`): PSNR per
           epoch, images per second, PCA(2); its reconstruction and interpolation figures -> large_*.jpg
   photos  both modes with every default on 100 crops at 128 px (--photos_epochs, default the default 2,000):
-          warm, cold and PCA(2) reconstruction PSNR, each mode's seconds per epoch and samples' coverage
+          warm, cold and PCA(2) reconstruction PSNR, each mode's seconds per epoch and samples' coverage;
+          its reconstruction figure -> photos_recon.jpg
 The crops (--data_dir) are random squares of 20-90% of a photo's shorter side, mirrored and brightened at
 random (bench/make_folders.py), so that no two images are alike; the same seed makes the same files.
 """
@@ -104,6 +105,7 @@ def photos(a, out):
     """Both modes with the defaults on 100 crops at 128 px."""
     folder, run_dir = crops(Path(a.data_dir) / 'crops100_128', 100, 128, seed=2), out / 'photos'
     summary, _ = abp_py(['--img_dir', str(folder), '--n_epochs', str(a.photos_epochs)], run_dir)
+    shutil.copyfile(run_dir / 'compare_recon.jpg', out / 'photos_recon.jpg')
     rows = {'images': summary['n_images'], 'epochs': a.photos_epochs, 'pca_recon_psnr_db': summary['pca']['recon_psnr_db'],
             **per_mode(summary, run_dir)}
     rows['cold_minus_warm_db'] = round(rows['cold']['recon_psnr_db'] - rows['warm']['recon_psnr_db'], 3)
