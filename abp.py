@@ -20,6 +20,7 @@ import contextlib
 import copy
 import ctypes
 import dataclasses
+import hashlib
 import io
 import json
 import logging
@@ -65,6 +66,8 @@ EVAL_CHUNK = 64        # images converted to float at a time for the metrics
 PCA_FIT = 128          # images behind the PCA(2) baseline's fit, at most
 INTERP_MARGIN = 1.1    # d_i = INTERP_MARGIN * max_j |z_ji|: the square holds every inferred z
 GUARD_DROP_DB = 6.0    # the guard calls an epoch sick when its PSNR is this far below the run's best
+GUARD_KEPT_GAIN = 0.25  # ... and has kept less than this share of its gain in dB over epoch 1
+GUARD_PATIENCE = 2     # ... for this many epochs in a row: a collapse (a fit near 40 dB may dip and heal itself)
 GUARD_GOOD_DB = 1.5    # ... and keeps a state to return to when it is within this of the best
 GUARD_EVERY = 10       # epochs between two kept states
 GUARD_MAX_EVENTS = 5   # recoveries before the run stops
@@ -244,9 +247,12 @@ def set_seed(seed):
 
 
 def set_cuda():
-    """cuDNN settings for reproducible runs; returns None."""
+    """cuDNN settings for reproducible runs, and full fp32 (no TF32) in convolutions and matrix products: the step
+    cap's finite differences (posterior_width, h = 1e-3) drown in TF32's 10-bit mantissa; returns None."""
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def get_logger(exp_dir):
@@ -360,6 +366,12 @@ class Data:
         """Images idx (all for None) as float on the device, as the generator sees them."""
         return to_float(self.images if idx is None else self.images[idx])
 
+    def fingerprint(self):
+        """A hash of the images and their names: a checkpoint remembers what it was trained on."""
+        h = hashlib.sha1('\n'.join(self.names).encode())
+        h.update(self.images.contiguous().numpy())
+        return h.hexdigest()
+
     def chunks(self):
         """(indices, float images) over all images, EVAL_CHUNK at a time: metrics never hold all in float."""
         for i in range(0, len(self), EVAL_CHUNK):
@@ -455,9 +467,9 @@ def generate(gen, z, chunk=64):
     return torch.cat([gen(z[i:i + chunk]) for i in range(0, len(z), chunk)])
 
 
-def sample_gaussian_prior(batch_size, nz, sig=1):
-    """z ~ sig * N(0, I): tensor (batch_size, nz) on the module device."""
-    return sig * torch.randn(batch_size, nz, device=device)
+def sample_gaussian_prior(batch_size, nz, sig=1, dev=None):
+    """z ~ sig * N(0, I): tensor (batch_size, nz) on dev (default: the module device)."""
+    return sig * torch.randn(batch_size, nz, device=dev or device)
 
 
 # -----------------------------------------------------------------------------
@@ -545,13 +557,14 @@ def sq_dists(x, g, mask=None):
     return (x.pow(2).sum(1, keepdim=True) - 2 * x @ g.T + g2).clamp_min(0)
 
 
-def quasi_prior(n, nz, sig=1):
+def quasi_prior(n, nz, sig=1, dev=None):
     """n draws (n, nz) from sig * N(0, I) that cover it evenly: a scrambled Sobol sequence (seeded from torch's
     generator) through the normal quantile. Each draw alone is distributed as the prior; together, for n a power
-    of two and nz = 2, every dyadic box of prior mass 1/n (in quantile coordinates) holds exactly one of them."""
+    of two and nz = 2, every dyadic box of prior mass 1/n (in quantile coordinates) holds exactly one of them. On dev
+    (default: the module device)."""
     seed = int(torch.randint(0, 2 ** 31 - 1, ()))
     u = torch.quasirandom.SobolEngine(nz, scramble=True, seed=seed).draw(n, dtype=torch.float64)
-    return (sig * torch.special.ndtri(u.clamp(1e-9, 1 - 1e-9))).float().to(device)
+    return (sig * torch.special.ndtri(u.clamp(1e-9, 1 - 1e-9))).float().to(dev or device)
 
 
 @torch.no_grad()
@@ -559,7 +572,7 @@ def prior_proposals(gen, x, n_proposals, mse_sigma, prior_sigma, mask=None):
     """Cold-start chain starts (N, nz): M = n_proposals prior draws (quasi_prior) generated in one pass shared by
     the batch; image i takes draw m with probability proportional to p(I_i | z_m) = N(I_i; g(z_m), sigma^2 I)
     (eq. 1): sampling-importance-resampling with the prior as the proposal, whose term of eq. 3 cancels."""
-    zeta = quasi_prior(n_proposals, gen.nz, prior_sigma)
+    zeta = quasi_prior(n_proposals, gen.nz, prior_sigma, x.device)
     log_w = (-sq_dists(x, generate(gen, zeta), mask) / (2 * mse_sigma ** 2)).nan_to_num(nan=-math.inf)
     # a sick generator (non-finite images) leaves nothing to weigh by: draw uniformly, and the guard sees the loss
     log_w = torch.where(torch.isfinite(log_w).any(1, keepdim=True), log_w, torch.zeros((), device=log_w.device))
@@ -626,7 +639,9 @@ class State:
     mask: torch.Tensor = None          # (N, 1, H, W) bool, True = observed (--occlude)
     width: torch.Tensor = None         # (N, 1) posterior widths behind the step cap
     psnr: torch.Tensor = None          # (N,) the last epoch's reconstruction PSNR, whole images
-    recon: torch.Tensor = None         # the last epoch's g(z): shown images (N_SHOWN), all of them with --occlude
+    psnr_parts: torch.Tensor = None    # (N, 2) with --occlude: that PSNR over the observed and the hidden pixels
+    recon: torch.Tensor = None         # the last epoch's g(z) of the shown images (shown_images)
+    data_id: str = ''                  # the images trained on (Data.fingerprint): --resume checks it
     epoch: int = 0
     seconds: float = 0.0
     stats: dict = dataclasses.field(default_factory=lambda: {'epoch': [], 'loss': [], 'psnr_db': []})
@@ -634,22 +649,27 @@ class State:
     traces: dict = dataclasses.field(default_factory=dict)      # epoch -> Langevin trace, first and last epoch
     frames: dict = dataclasses.field(default_factory=dict)      # epoch -> uint8 recon, for training_<mode>.gif
     best_db: float = -math.inf         # the guard: best epoch PSNR so far,
+    first_db: float = None             # the first epoch's,
+    low_epochs: int = 0                # the epochs in a row that looked collapsed,
     events: list = dataclasses.field(default_factory=list)     # its recoveries,
     step_scale: float = 1.0            # its factor on the Langevin steps,
     good: dict = None                  # and the state it returns to
 
 
 MODULES = ('model', 'optimizer', 'scheduler')   # saved through state_dict(); the rest of State as it is
+ON_DEVICE = ('z', 'z_eval', 'width')            # State's tensors on the model's device; the others on the CPU
 
 
-def new_state(args, n):
-    """A fresh State for n images: generator, Adam (eq. 7) with its decay, codes z drawn from the prior."""
+def new_state(args, n, dev=None):
+    """A fresh State for n images on dev (default: the module's device): generator, Adam (eq. 7) with its decay,
+    codes z drawn from the prior."""
     set_seed(args.seed)
-    model = Model(args).to(device)
+    dev = dev or device
+    model = Model(args).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))
     state = State(model, optimizer, torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=args.gamma),
-                  z=sample_gaussian_prior(n, args.nz, args.prior_sigma),
-                  z_eval=sample_gaussian_prior(N_EVAL_SAMPLES, args.nz, args.prior_sigma),
+                  z=sample_gaussian_prior(n, args.nz, args.prior_sigma, dev),
+                  z_eval=sample_gaussian_prior(N_EVAL_SAMPLES, args.nz, args.prior_sigma, dev),
                   mask=make_masks(args.occlude, n, args.img_size, args.seed))
     state.good = keep_good_state(state)
     return state
@@ -673,13 +693,17 @@ def restore_good_state(state):
 
 
 def guard(state, loss, psnr_db, chain_energy, chain, args, logger):
-    """After an epoch: if it is sick (a non-finite loss or z, or a PSNR GUARD_DROP_DB below the run's best), restore
-    the last good state, halve the lr (and the Langevin steps, if the chains made the fit worse), log one line and
-    return True; else keep a good state now and then. Raises Diverged after GUARD_MAX_EVENTS recoveries.
+    """After an epoch: if it is sick (a non-finite loss or z, or a collapse: GUARD_PATIENCE epochs with a PSNR
+    GUARD_DROP_DB below the run's best that also gave back most of the gain over epoch 1), restore the last good
+    state, halve the lr (and the Langevin steps, if the chains made the fit worse), log one line and return True;
+    else keep a good state now and then. Raises Diverged after GUARD_MAX_EVENTS recoveries.
     (A non-finite parameter shows up as a non-finite loss one epoch later.)"""
+    state.first_db = psnr_db if state.first_db is None else state.first_db
+    low = psnr_db < min(state.best_db - GUARD_DROP_DB, state.first_db + GUARD_KEPT_GAIN * (state.best_db - state.first_db))
+    state.low_epochs = state.low_epochs + 1 if low else 0
     what = ('the loss became non-finite' if not math.isfinite(loss) else 'the latent z became non-finite'
             if not torch.isfinite(state.z).all() else f"the reconstruction PSNR fell to {psnr_db:.1f} dB (best "
-            f"{state.best_db:.1f} dB)" if psnr_db < state.best_db - GUARD_DROP_DB else None)
+            f"{state.best_db:.1f} dB)" if state.low_epochs >= GUARD_PATIENCE else None)
     if what is None:
         state.best_db = max(state.best_db, psnr_db)
         if (psnr_db >= state.best_db - GUARD_GOOD_DB and state.epoch - state.good['epoch'] >= GUARD_EVERY
@@ -693,6 +717,7 @@ def guard(state, loss, psnr_db, chain_energy, chain, args, logger):
                        f"(now {chain.step_size}) or --lr (now {args.lr}), or raise --mse_sigma")
     chains_worse = math.isfinite(loss) and chain_energy is not None and loss > 2 * chain_energy
     restore_good_state(state)
+    state.low_epochs = 0
     for group in state.optimizer.param_groups:
         group['lr'] = lr / 2
     state.step_scale *= 0.5 if chains_worse else 1.0
@@ -706,10 +731,11 @@ def guard(state, loss, psnr_db, chain_energy, chain, args, logger):
 def abp_epoch(state, data, x_all, chain, args, trace=None):
     """One epoch of ABP, a mini-batch at a time: (1) Langevin on the batch's z (eq. 6), (2) one Adam step on
     theta given the detached z (eq. 7). x_all: every image in float when one batch holds them all, else None.
-    Fills state.psnr and state.recon; returns (mean loss, mean PSNR over the observed pixels)."""
+    Fills state.psnr, state.psnr_parts and state.recon; returns (mean loss, mean PSNR over the observed pixels)."""
     gen, losses, psnr_seen = state.model.Gnet, [], torch.empty(len(data))
     state.psnr = torch.empty(len(data)) if state.mask is not None else psnr_seen
-    keep = torch.tensor(shown_images(len(data)) if state.mask is None else range(len(data)))
+    state.psnr_parts = None if state.mask is None else torch.empty(len(data), 2)
+    keep = torch.tensor(shown_images(len(data)))
     state.recon = torch.empty(len(keep), *data.images.shape[1:])
     for idx in batches(len(data), args.batch_size, args.seed, state.epoch):
         x = x_all if idx is None else data.batch(idx)
@@ -730,8 +756,9 @@ def abp_epoch(state, data, x_all, chain, args, trace=None):
         losses.append(loss.item())
         rows = torch.arange(len(data)) if idx is None else idx
         psnr_seen[rows] = psnr(x_hat, x, mask).cpu()
-        if state.mask is not None:
+        if state.mask is not None:          # the true images' hidden pixels: measured here, never trained on
             state.psnr[rows] = psnr(x_hat, x).cpu()
+            state.psnr_parts[rows] = torch.stack([psnr_seen[rows], psnr(x_hat, x, 1 - mask).cpu()], 1)
         hit = torch.isin(rows, keep)                        # the batch's images that figures show
         state.recon[torch.searchsorted(keep, rows[hit])] = x_hat[hit.to(device)].float().cpu()
     if len(losses) > 1:
@@ -743,6 +770,7 @@ def train(state, data, chain, args, exp_dir, logger, hook=None):
     """Epochs state.epoch + 1 .. args.n_epochs of ABP, with the guard, logs, figures and checkpoints on their
     schedules. hook(state, loss, psnr_db), if given, is called after every epoch the guard kept: benchmarks
     watch the loop through it."""
+    set_cuda()                                              # also for callers that never pass main or run
     t_begin, seconds_before = time.perf_counter(), state.seconds
     # figures and a checkpoint every n_plot epochs, at the middle and the end; GIF frames evenly in log(epoch)
     snap_at = {*range(args.n_plot, args.n_epochs + 1, args.n_plot), max(1, args.n_epochs // 2), args.n_epochs}
@@ -815,13 +843,19 @@ def save_state(state, args, chain, path):
 RESUME_MUST_MATCH = ('nz', 'img_size', 'occlude', 'batch_size', 'seed')
 
 
-def load_state(state, path, args, chain):
-    """Restore a checkpoint written by save_state into state (and the RNGs), in place. Raises UserError if it is
-    unreadable or was written by a run with another model, mode or data."""
+def read_checkpoint(path):
+    """A checkpoint's contents, every tensor on the CPU (wherever it was written); UserError if unreadable."""
     try:
-        ck = torch.load(path, map_location=device, weights_only=False)
+        return torch.load(path, map_location='cpu', weights_only=False)
     except Exception as e:
         raise UserError(f"cannot read checkpoint {path} ({type(e).__name__}); delete it or run without --resume")
+
+
+def load_state(state, path, args, chain):
+    """Restore a checkpoint written by save_state into state, in place, on the device of state's model (a checkpoint
+    moves between CPU and GPU), and torch's RNG states. Raises UserError if it is unreadable or was written by a run
+    with another model, mode or images (when state.data_id is set). Returns a note on what it could not restore."""
+    ck, dev = read_checkpoint(path), state.z.device
     old, old_mode = ck.get('args', {}), ck.get('chain', {}).get('mode')
     diff = [f"--{k} {old.get(k)}" for k in RESUME_MUST_MATCH if old.get(k) != getattr(args, k)]
     diff += [f"--start {old_mode}"] if old_mode != chain.mode else []
@@ -829,14 +863,27 @@ def load_state(state, path, args, chain):
         what = ', '.join(diff) if diff else 'an older abp.py' if 'z' not in ck else f"{ck['z'].shape[0]} images"
         raise UserError(f"checkpoint {path} was written with {what}; resume with the same flags and images, "
                         f"or run without --resume")
+    if state.data_id and ck.get('data_id') != state.data_id:
+        raise UserError(f"checkpoint {path} was written " + ('by an older abp.py' if 'data_id' not in ck else
+                        f"for other images than those in {args.img_dir}") + "; resume with the run's own --img_dir, "
+                        "or run without --resume")
     for f in dataclasses.fields(State):
         if f.name in MODULES:
-            getattr(state, f.name).load_state_dict(ck[f.name])
-        else:
+            getattr(state, f.name).load_state_dict(ck[f.name])     # each module casts to its own device
+        elif f.name in ck:                                          # (a field newer than the checkpoint: as new)
             setattr(state, f.name, ck[f.name])
+    for k in ON_DEVICE:                                             # the kept good state holds z and width too
+        if torch.is_tensor(getattr(state, k)):
+            setattr(state, k, getattr(state, k).to(dev))
+        if torch.is_tensor(state.good.get(k)):
+            state.good[k] = state.good[k].to(dev)
     torch.set_rng_state(ck['rng'])
-    if ck['cuda_rng'] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(ck['cuda_rng'])
+    if not torch.cuda.is_available():
+        return 'the checkpoint\'s GPU random state is not restored (no GPU here)' if ck['cuda_rng'] else ''
+    if ck['cuda_rng'] is None:
+        return 'the checkpoint was written without a GPU: the GPU\'s random numbers start afresh'
+    torch.cuda.set_rng_state_all(ck['cuda_rng'])
+    return ''
 
 
 class StopFlag:
@@ -910,33 +957,12 @@ def pca_of(data, k=2):
     return pca_fit(data.batch(None if len(data) <= PCA_FIT else torch.tensor(shown_images(len(data), PCA_FIT))).cpu(), k)
 
 
-def mean_fill(x, mask):
-    """Baseline: each hidden pixel gets its mean over the images where it is observed (the mean of all
-    observed values where it is observed in none)."""
-    m = (mask > 0).expand_as(x).to(x.dtype)
-    count, total = m.sum(0), (x * m).sum(0)
-    pixel_mean = torch.where(count > 0, total / count.clamp_min(1), total.sum() / count.sum().clamp_min(1))
-    return torch.where(m > 0, x, pixel_mean)
-
-
-def pca_fill(x, mask, k=2, iters=100):
-    """Baseline: hidden pixels filled by a rank-k PCA of the observed ones, by iterative imputation
-    (fill with mean_fill, fit PCA, refill the hidden pixels from its reconstruction, repeat)."""
-    m, filled = (mask > 0).expand_as(x), mean_fill(x, mask)
-    for _ in range(iters):
-        filled = torch.where(m, x, pca_recon(filled, k))
-    return filled
-
-
-def occlusion_metrics(kind, x_hat, x_true, mask):
-    """Recovery of the hidden pixels: PSNR there for ABP's g(z) and the two baselines, and on the observed pixels."""
-    mask = mask.float()
-    x_obs = torch.where(mask > 0, x_true, torch.zeros(()))
-    fills = {'abp': x_hat, 'mean': mean_fill(x_obs, mask), 'pca': pca_fill(x_obs, mask)}
-    out = {'kind': kind, 'hidden_fraction': round((1 - mask).mean().item(), 4),
-           'abp_observed_psnr_db': round(psnr(x_hat, x_true, mask).mean().item(), 3)}
-    out.update({f'{k}_hidden_psnr_db': round(psnr(v, x_true, 1 - mask).mean().item(), 3) for k, v in fills.items()})
-    return out
+def occlusion_metrics(kind, state):
+    """With --occlude: the share of hidden pixels, and the last epoch's PSNR of g(z) to the true images on the
+    observed and on the hidden pixels (state.psnr_parts; the baselines live in bench/occlusion.py)."""
+    observed, hidden = state.psnr_parts.mean(0).tolist()
+    return {'kind': kind, 'hidden_fraction': round((~state.mask).sum().item() / state.mask.numel(), 4),
+            'abp_observed_psnr_db': round(observed, 3), 'abp_hidden_psnr_db': round(hidden, 3)}
 
 
 def evaluate(state, data):
@@ -1065,12 +1091,13 @@ def walk_path(codes, frames):
 
 
 def minimap(codes, point, d, size):
-    """A size x size picture of the latent square (-d, d)^2: the codes as dots, the current point in red."""
+    """A size x size picture of the latent square (-d, d)^2, oriented as the interpolation panel (z[1] to the right,
+    z[0] downwards): the codes as dots, the current point in red."""
     img = Image.new('RGB', (size, size), (245, 245, 245))
     draw = ImageDraw.Draw(img)
-    xy = (first_two_dims(torch.cat([codes.reshape(-1, codes.shape[-1]), point.reshape(1, -1)]))
-          / first_two_dims(d)[0].clamp_min(1e-3) + 1) / 2
-    xy = torch.stack([xy[:, 0], 1 - xy[:, 1]], 1).clamp(0, 1) * (size - 1)     # image rows grow downwards
+    rc = (first_two_dims(torch.cat([codes.reshape(-1, codes.shape[-1]), point.reshape(1, -1)]))
+          / first_two_dims(d)[0].clamp_min(1e-3) + 1) / 2                      # (row, column) in [0, 1]
+    xy = rc.flip(1).clamp(0, 1) * (size - 1)                                  # (x, y) = (column, row) in pixels
     draw.rectangle([0, 0, size - 1, size - 1], outline=(0, 0, 0))
     for (x, y), r, colour in [(v, 2, (60, 60, 60)) for v in xy[:-1].tolist()] + [(xy[-1].tolist(), 4, (220, 30, 30))]:
         draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
@@ -1130,12 +1157,11 @@ def figure_loss(results, data, args, path):
 
 
 def figure_occlusion(results, data, args, path):
-    """True images, the occluded input, each mode's recovery g(z) and the PCA baseline's (N_SHOWN at most)."""
-    x, mask = data.batch(None).cpu(), next(iter(results.values()))['state'].mask.float()
-    keep = shown_images(len(x))
-    rows = [('true', x[keep]), (f'input: {args.occlude}', blacken_hidden(x, mask)[keep])]
-    rows += [(f'{m} recovery', r['state'].recon[keep]) for m, r in results.items()]
-    rows.append(('PCA recovery', pca_fill(torch.where(mask > 0, x, torch.zeros(())), mask)[keep]))
+    """The true images, the occluded input and each mode's recovery g(z) (N_SHOWN at most)."""
+    keep = shown_images(len(data))
+    x, mask = data.batch(torch.tensor(keep)).cpu(), next(iter(results.values()))['state'].mask[keep].float()
+    rows = [('true', x), (f'input: {args.occlude}', blacken_hidden(x, mask))]
+    rows += [(f'{m} recovery', r['state'].recon) for m, r in results.items()]
     plot_recon_comparison(rows, path, 'learning from incomplete images: hidden pixels black in the input')
 
 
@@ -1143,7 +1169,7 @@ def figure_interp(mode, state, data, args, out_dir):
     """interp_<mode>.jpg: the ninterp x ninterp panel over (-d, d)^2, its z values on the axes: rows are z[0] from
     -d[0] (top) to d[0], columns z[1] from -d[1] (left) to d[1], as figure_latent_map draws the plane."""
     d, n = interp_half_width(state.z), args.ninterp
-    img = generate(state.model.Gnet, interp_grid(args.nz, n, d, device))
+    img = generate(state.model.Gnet, interp_grid(args.nz, n, d, d.device))
     dd, size = first_two_dims(d)[0], img.shape[-1] + 2           # a tile and its padding, in pixels
     fig = Figure(figsize=(7.2, 7.6))
     ax = fig.subplots()
@@ -1207,7 +1233,7 @@ def figure_training_gif(mode, state, data, args, out_dir):
 def figure_latent_walk(mode, state, data, args, out_dir):
     """latent_walk_<mode>.gif: g(z) along walk_path through (at most 24 of) the codes, beside a map of where z is."""
     codes, d = state.z[shown_images(len(state.z), 24)], interp_half_width(state.z)
-    path_z = walk_path(codes, 48).to(device)
+    path_z = walk_path(codes, 48).to(codes.device)
     frames = []
     for im, z in zip(to_uint8(generate(state.model.Gnet, path_z)).permute(0, 2, 3, 1).numpy(), path_z):
         frame = Image.new('RGB', (2 * im.shape[1], im.shape[0]), (255, 255, 255))
@@ -1223,7 +1249,8 @@ PER_MODE = (figure_interp, figure_latent_map, figure_training_gif, figure_latent
 
 def compare(results, data, args, out_dir):
     """The figures that put the modes side by side, into out_dir. A figure that fails is reported in one line
-    and skipped: the modes' own results, already written, are never lost to it. Returns summary(...)."""
+    and skipped: the modes' own results, already written, are never lost to it. Returns the summary's metrics:
+    each mode's, PCA(2)'s reconstruction PSNR, the number of images and of parameters."""
     out_dir = Path(out_dir)
     draws = [(name, f, (results, data, args, out_dir / name)) for f, name in
              zip(COMPARED + (figure_occlusion,), ('compare_recon.jpg', 'compare_samples.jpg', 'compare_loss.png',
@@ -1245,10 +1272,14 @@ def compare(results, data, args, out_dir):
 # -----------------------------------------------------------------------------
 # main
 
-def run(args, exp_dir, logger, chain=None, data=None, hook=None):
+def run(args, exp_dir, logger, chain=None, data=None):
     """Train one start mode (chain, by default chain_for(args, args.start)) and write its figures and metrics.json
-    into exp_dir; data is load_data(args) if not given, hook goes to train. Returns {'metrics', 'state'}."""
+    into exp_dir; data is load_data(args) if not given. Returns {'metrics', 'state'}. With --start both (and no
+    chain), trains both modes as `python abp.py` does, into exp_dir, and returns run_modes' summary."""
     args = with_defaults(args)
+    set_cuda()
+    if chain is None and args.start == 'both':      # the skeleton's run(args, exp_dir, logger) on our default
+        return run_modes(args, exp_dir, data)
     chain, exp_dir = chain or chain_for(args, args.start), Path(exp_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)
     data = data or load_data(args, logger)
@@ -1256,28 +1287,28 @@ def run(args, exp_dir, logger, chain=None, data=None, hook=None):
                 + (f", mini-batches of {args.batch_size}" if len(data) > args.batch_size else '')
                 + ('' if args.occlude == 'none' else f", occluded: {args.occlude}"))
     state, ckpt = new_state(args, len(data)), exp_dir / 'checkpoint.pt'
+    state.data_id = data.fingerprint()
     if state.mask is not None:                      # what training sees: hidden pixels black
         shown = shown_images(len(data))
         save_images(blacken_hidden(to_float(data.images[shown]), state.mask[shown].to(device)),
                     exp_dir / 'occluded_input.png', nrow=len(shown))
     if args.resume and ckpt.exists():
-        load_state(state, ckpt, args, chain)
-        logger.info(f"resumed from {ckpt} at epoch {state.epoch}")
+        note = load_state(state, ckpt, args, chain)
+        logger.info(f"resumed from {ckpt} at epoch {state.epoch}" + (f"; {note}" if note else ''))
     try:
-        train(state, data, chain, args, exp_dir, logger, hook)
+        train(state, data, chain, args, exp_dir, logger)
     except Diverged:                                # the kept good state becomes the checkpoint, if newer
-        if not ckpt.exists() or torch.load(ckpt, weights_only=False)['epoch'] < state.good['epoch']:
+        if not ckpt.exists() or read_checkpoint(ckpt)['epoch'] < state.good['epoch']:
             restore_good_state(state)
             save_state(state, args, chain, ckpt)
         raise
     metrics = evaluate(state, data)
-    if state.mask is not None:      # the true images' hidden pixels are used here, for evaluation only
-        metrics['occlusion'] = occlusion_metrics(args.occlude, state.recon, data.batch(None).cpu(), state.mask)
+    if state.mask is not None:
+        metrics['occlusion'] = occlusion_metrics(args.occlude, state)
     metrics.update(epochs=args.n_epochs, seconds=round(state.seconds, 2),
                    seconds_per_epoch=round(state.seconds / args.n_epochs, 4),
                    interp_d=[round(v, 4) for v in interp_half_width(state.z).tolist()],
                    langevin_steps=chain.steps, langevin_step_size=chain.step_size, beta1=args.beta1,
-                   langevin_step_mean=round(float(torch.as_tensor(chain.step(state.width, state.step_scale)).mean()), 5),
                    first_layer_norm=round(state.model.Gnet.fc.weight.norm().item(), 3),   # grows if chains overshoot
                    cold_init=chain.init if chain.mode == 'cold' else None, guard_events=state.events,
                    images=data.names)
@@ -1345,33 +1376,43 @@ def run_parallel(args, chains, data):
     results = {}
     for chain in chains:
         exp_dir, state = Path(args.out_dir) / chain.mode, new_state(args, len(data))
+        state.data_id = data.fingerprint()
         load_state(state, exp_dir / 'checkpoint.pt', args, chain)
         results[chain.mode] = {'metrics': json.loads((exp_dir / 'metrics.json').read_text()), 'state': state}
     return results
+
+
+def run_modes(args, out_dir, data=None, t0=None):
+    """args.start's modes ('both': warm and cold, in parallel where use_parallel says) into out_dir/<mode>/, then
+    the figures that compare them and the summary: out_dir/metrics.json for both, out_dir/<mode>/summary.json for
+    one (it never overwrites what a run of both left). Returns the summary."""
+    t0 = time.perf_counter() if t0 is None else t0
+    out_dir = Path(out_dir)
+    args = argparse.Namespace(**{**vars(args), 'out_dir': str(out_dir)})     # where the workers write, too
+    chains = [chain_for(args, m) for m in (['warm', 'cold'] if args.start == 'both' else [args.start])]
+    parallel = use_parallel(len(chains))
+    data = data or load_data(args)                      # once for every mode; a bad folder fails here
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = run_parallel(args, chains, data) if parallel else \
+        {c.mode: run(args, out_dir / c.mode, get_logger(out_dir / c.mode), c, data) for c in chains}
+    path = out_dir / ('metrics.json' if args.start == 'both' else f'{args.start}/summary.json')
+    metrics = compare(results, data, args, path.parent)
+    metrics.update(total_seconds=round(time.perf_counter() - t0, 2), device=device, parallel=parallel,
+                   torch=torch.__version__, args=vars(args))
+    write_json(metrics, path)
+    print(f"done in {time.perf_counter() - t0:.0f} s; figures and metrics in {path.parent}/")
+    return metrics
 
 
 def main(argv=None):
     """Parse flags, train the requested start mode(s), write figures and metrics; returns None."""
     args, t0 = parse_args(argv), time.perf_counter()
     set_cuda()
-    out_dir = Path(args.out_dir)
-    chains = [chain_for(args, m) for m in (['warm', 'cold'] if args.start == 'both' else [args.start])]
-    parallel = use_parallel(len(chains))
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        data = load_data(args)                           # once for every mode; a bad folder fails here
-        out_dir.mkdir(parents=True, exist_ok=True)
         for s in old:
             signal.signal(s, StopFlag.request)
-        results = run_parallel(args, chains, data) if parallel else \
-            {c.mode: run(args, out_dir / c.mode, get_logger(out_dir / c.mode), c, data) for c in chains}
-        # one mode's summary goes to OUT_DIR/<mode>/summary.json: it never overwrites what a run of both left
-        path = out_dir / ('metrics.json' if args.start == 'both' else f'{args.start}/summary.json')
-        metrics = compare(results, data, args, path.parent)
-        metrics.update(total_seconds=round(time.perf_counter() - t0, 2), device=device, parallel=parallel,
-                       torch=torch.__version__, args=vars(args))
-        write_json(metrics, path)
-        print(f"done in {time.perf_counter() - t0:.0f} s; figures and metrics in {path.parent}/")
+        run_modes(args, args.out_dir, t0=t0)
     except UserError as e:
         sys.exit(f"abp.py: error: {e}")
     except Diverged as e:

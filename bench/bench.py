@@ -98,12 +98,17 @@ def flops_per_epoch(cfg):
     return chain.steps * langevin + learn + width
 
 
-def matmul_peak_gflops(n=2048, reps=10):
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak_gflops(n=2048, reps=10, dev=None):
+    """fp32 matrix products per second on the device training runs on (abp.device), in GFLOP/s."""
+    dev = dev or abp.device
+    a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
     a @ b
+    sync = torch.cuda.synchronize if str(dev).startswith('cuda') else (lambda: None)
+    sync()
     t = time.perf_counter()
     for _ in range(reps):
         a @ b
+    sync()
     return 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e9
 
 

@@ -98,7 +98,7 @@ def run_cached(argv, label=None, need_checkpoints=False, also=()):
     except SystemExit as err:
         if not isinstance(err.__context__, abp.Diverged):
             raise
-        kept = {m: torch.load(Path(args.out_dir) / m / 'checkpoint.pt', weights_only=False, map_location='cpu')
+        kept = {m: abp.read_checkpoint(Path(args.out_dir) / m / 'checkpoint.pt')
                 for m in checkpoints(args.out_dir, modes)}
         result = {'diverged': str(err.__context__), 'stopped': str(err.code), 'checkpoints': list(kept),
                   'kept': {m: {'recon_psnr_db': round(ck['stats']['psnr_db'][-1], 3) if ck['stats']['psnr_db'] else None,
@@ -198,10 +198,12 @@ def study(doc, name, variants, epochs, cli=None):
 
 
 def load_run(mode_dir):
-    """A finished mode's flags and State, rebuilt from its checkpoint (abp.new_state + abp.load_state) on the CPU."""
+    """A finished mode's flags and State, rebuilt from its checkpoint (abp.new_state + abp.load_state) on the CPU,
+    wherever the checkpoint was written and whatever abp.device is: the benchmarks' analyses run there, on images
+    they take with .cpu(). The one place where a benchmark chooses a device."""
     path = Path(mode_dir) / 'checkpoint.pt'
-    ck = torch.load(path, weights_only=False, map_location='cpu')
+    ck = abp.read_checkpoint(path)
     args = abp.with_defaults(argparse.Namespace(**ck['args']))
-    state = abp.new_state(args, len(ck['z']))
+    state = abp.new_state(args, len(ck['z']), dev='cpu')
     abp.load_state(state, path, args, abp.Chain(**ck['chain']))
     return args, state

@@ -20,6 +20,35 @@ KINDS = ['pixels:0.5', 'pixels:0.7', 'pixels:0.9', 'block:32', 'block:64']
 FIGURE_KINDS = ['pixels:0.7', 'block:64']
 
 
+def mean_fill(x, mask):
+    """Baseline: each hidden pixel gets its mean over the images where it is observed (the mean of all
+    observed values where it is observed in none)."""
+    m = (mask > 0).expand_as(x).to(x.dtype)
+    count, total = m.sum(0), (x * m).sum(0)
+    pixel_mean = torch.where(count > 0, total / count.clamp_min(1), total.sum() / count.sum().clamp_min(1))
+    return torch.where(m > 0, x, pixel_mean)
+
+
+def pca_fill(x, mask, k=2, iters=100):
+    """Baseline: hidden pixels filled by a rank-k PCA of the observed ones, by iterative imputation
+    (fill with mean_fill, fit PCA, refill the hidden pixels from its reconstruction, repeat)."""
+    m, filled = (mask > 0).expand_as(x), mean_fill(x, mask)
+    for _ in range(iters):
+        filled = torch.where(m, x, abp.pca_recon(filled, k))
+    return filled
+
+
+def baselines(argv):
+    """PSNR on the hidden pixels of the true images for the two baselines, on the images and masks of the run argv:
+    {'mean_hidden_psnr_db', 'pca_hidden_psnr_db'}."""
+    args = abp.parse_args(argv)
+    x = abp.load_data(args).batch(None).cpu()
+    mask = abp.make_masks(args.occlude, len(x), args.img_size, args.seed).float()
+    x_obs = torch.where(mask > 0, x, torch.zeros(()))
+    return {f'{k}_hidden_psnr_db': round(abp.psnr(fill(x_obs, mask), x, 1 - mask).mean().item(), 3)
+            for k, fill in (('mean', mean_fill), ('pca', pca_fill))}
+
+
 def recoveries(run_dir, kind):
     """Rows for the figure from a finished run's warm checkpoint: occluded input, warm, PCA (12 images at most),
     and the true images."""
@@ -28,7 +57,7 @@ def recoveries(run_dir, kind):
     x, mask, keep = data.batch(None).cpu(), state.mask.float(), abp.shown_images(len(data))
     return [(f'input: {kind}', abp.blacken_hidden(x, mask)[keep]),
             ('ABP (warm)', abp.generate(state.model.Gnet, state.z)[keep]),
-            ('PCA, k=2', abp.pca_fill(torch.where(mask > 0, x, torch.zeros(())), mask)[keep])], x[keep]
+            ('PCA, k=2', pca_fill(torch.where(mask > 0, x, torch.zeros(())), mask)[keep])], x[keep]
 
 
 def main():
@@ -44,9 +73,7 @@ def main():
         m = finished(run_cached(argv, kind, need_checkpoints=a.figure and kind in FIGURE_KINDS), 'occlusion.py', kind)
         occ = {mode: m[mode]['occlusion'] for mode in ('warm', 'cold')}
         rows.append({'kind': kind, 'epochs': a.epochs, 'hidden_fraction': occ['warm']['hidden_fraction'],
-                     'warm': occ['warm'], 'cold': occ['cold'],
-                     'mean_hidden_psnr_db': occ['warm']['mean_hidden_psnr_db'],
-                     'pca_hidden_psnr_db': occ['warm']['pca_hidden_psnr_db'],
+                     'warm': occ['warm'], 'cold': occ['cold'], **baselines(argv),
                      'guard_events': {mode: len(m[mode]['guard_events']) for mode in ('warm', 'cold')}})
     print(f"\n{'kind':11s} {'hidden':>6s} {'warm':>6s} {'cold':>6s} {'mean':>6s} {'PCA':>6s}   (PSNR of hidden pixels, dB)"
           "  guard recoveries warm/cold")

@@ -11,6 +11,7 @@ The parts (--parts, default all; each writes its key of OUT_DIR/scale/scale.json
   photos  both modes with every default on 100 crops at 128 px (--photos_epochs, default the default 2,000):
           warm, cold and PCA(2) reconstruction PSNR, each mode's seconds per epoch and samples' coverage;
           its reconstruction figure -> photos_recon.jpg
+  occlude the memory part's epoch on 10,000 crops with `--occlude pixels:0.5` and without: peak memory, ratio
 The crops (--data_dir) are random squares of 20-90% of a photo's shorter side, mirrored and brightened at
 random (bench/make_folders.py), so that no two images are alike; the same seed makes the same files.
 """
@@ -77,7 +78,7 @@ def per_mode(summary, out_dir):
     PSNR per loss-curve point (the checkpoint's stats)."""
     rows = {}
     for mode in ('warm', 'cold'):
-        m, stats = summary[mode], torch.load(Path(out_dir) / mode / 'checkpoint.pt', weights_only=False)['stats']
+        m, stats = summary[mode], abp.read_checkpoint(Path(out_dir) / mode / 'checkpoint.pt')['stats']
         rows[mode] = {'recon_psnr_db': m['recon_psnr_db'], 'sample_coverage': m['sample_coverage'],
                       'seconds_per_epoch': m['seconds_per_epoch'],
                       'images_per_second': round(summary['n_images'] / m['seconds_per_epoch'], 1),
@@ -115,7 +116,20 @@ def photos(a, out):
     return rows
 
 
-PARTS = {'memory': memory, 'large': large, 'photos': photos}
+def occlude(a, out):
+    """Peak memory of one warm epoch on 10,000 images at 128 px, B = 64, with --occlude pixels:0.5 against without."""
+    folder, rows = crops(Path(a.data_dir) / 'crops10000_128', 10000, 128), {}
+    for kind in ('none', 'pixels:0.5'):
+        summary, rss = abp_py(['--img_dir', str(folder), '--start', 'warm', '--n_epochs', '1', '--batch_size', '64',
+                               '--occlude', kind], out / f'occlude_{kind.replace(":", "_")}', measure_memory=True)
+        rows[kind] = {'peak_rss_mib': round(rss, 1), 'seconds_per_epoch': summary['warm']['seconds']}
+        print(f'occlude {kind:10s}: peak {rss:7.1f} MiB, {summary["warm"]["seconds"]:.1f} s per epoch')
+    rows['memory_ratio'] = round(rows['pixels:0.5']['peak_rss_mib'] / rows['none']['peak_rss_mib'], 3)
+    print(f'occlude: {rows["memory_ratio"]:.3f} x the memory of the same epoch without --occlude')
+    return rows
+
+
+PARTS = {'memory': memory, 'large': large, 'photos': photos, 'occlude': occlude}
 
 
 def main():

@@ -1,3 +1,4 @@
+import contextlib
 import io
 import os
 import sys
@@ -44,10 +45,11 @@ def img_dir(tmp_path_factory):
 
 @pytest.fixture
 def real_dir():
-    path = os.environ.get('ABP_DATA')
-    if not path:
-        pytest.skip('ABP_DATA is not set (point it at the 11 course images)')
-    return Path(path)
+    """The course images: in data/, where README puts them, or in the folder ABP_DATA names."""
+    path = Path(os.environ.get('ABP_DATA') or ROOT / 'data')
+    if not (path.is_dir() and abp.list_images(path)):
+        pytest.skip(f'no images in {path}: put the 11 course images there (data/README.md) or set ABP_DATA')
+    return path
 
 
 def tiny_argv(img_dir, out_dir, *extra):
@@ -60,12 +62,13 @@ def tiny_argv(img_dir, out_dir, *extra):
 @pytest.fixture(scope='session')
 def tiny_run(img_dir, tmp_path_factory):
     """One finished `abp.main(tiny_argv(...))` (warm and cold; images and GIFs drawn, matplotlib's figures built
-    but not rendered, as with fast_figures), shared by the tests that only read its outputs; they must not write
+    but not rendered, as with fast_figures; what it printed to stderr in stderr.txt beside it), shared by the tests that only read its outputs; they must not write
     into it (copy it first)."""
-    out = tmp_path_factory.mktemp('tiny_run') / 'out'
-    with pytest.MonkeyPatch.context() as mp:
+    out, err = tmp_path_factory.mktemp('tiny_run') / 'out', io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stderr(err):
         skip_rendering(mp, gifs=False)
         abp.main(tiny_argv(img_dir, out))
+    (out.parent / 'stderr.txt').write_text(err.getvalue())        # e.g. a figure's "could not draw" warning
     return out
 
 

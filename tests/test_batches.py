@@ -242,9 +242,9 @@ def test_each_cold_batch_draws_its_own_proposals(five_dir, tmp_path, monkeypatch
     (16 and 8), rounded up to a power of two, or --cold_proposals if more."""
     real, calls = abp.quasi_prior, []
 
-    def quasi_prior(n, nz, sig=1):
+    def quasi_prior(n, nz, sig=1, dev=None):
         calls.append(n)
-        return real(n, nz, sig)
+        return real(n, nz, sig, dev)
 
     monkeypatch.setattr(abp, 'quasi_prior', quasi_prior)
     abp.main(tiny_argv(five_dir, tmp_path, '--start', 'cold', '--n_epochs', '2', '--batch_size', '2',

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 import torch
+from PIL import Image
 
 import abp
 from conftest import ROOT, run_main, tiny_argv
@@ -22,10 +23,23 @@ def test_main_writes_every_output(tiny_run, img_dir):
         assert not any((d / f'{e:04d}_recon.png').exists() for e in (1, 2, 5))
         for f in ('stat.png', 'stat.pdf', 'output.log', 'checkpoint.pt', 'metrics.json', 'langevin_trace.json'):
             assert (d / f).stat().st_size > 0, (mode, f)
+    # matplotlib's figures (not rendered here: test_seventy_images_... renders them) were built to the end
     for f in ('compare_recon.jpg', 'compare_samples.jpg', 'interp_warm.jpg', 'interp_cold.jpg', 'compare_loss.png',
-              'latent_map_warm.png', 'latent_map_cold.png', 'training_warm.gif', 'training_cold.gif',
-              'latent_walk_warm.gif', 'latent_walk_cold.gif'):
-        assert (out / f).stat().st_size > 0, f
+              'latent_map_warm.png', 'latent_map_cold.png'):
+        assert (out / f).is_file(), f
+    assert 'could not draw' not in (out.parent / 'stderr.txt').read_text()
+    # the pictures drawn without matplotlib, as the tiny run's flags shape them: 4 images of 16 px, 4x4 panel
+    with Image.open(out / 'warm' / '0006_recon.png') as im:
+        assert im.size == (2 + 4 * 18, 2 + 18)
+    with Image.open(out / 'warm' / '0006_sampled.png') as im:
+        assert im.size == (2 + 6 * 18, 2 + 6 * 18)
+    with Image.open(out / 'cold' / '0006_interp.png') as im:
+        assert im.size == (2 + 4 * 18, 2 + 4 * 18)
+    for mode in ('warm', 'cold'):
+        with Image.open(out / f'training_{mode}.gif') as im:     # a frame per epoch 1..6, the recon strip + title
+            assert im.n_frames == 6 and im.size == (2 + 4 * 18, 2 + 18 + 16), (mode, im.n_frames, im.size)
+        with Image.open(out / f'latent_walk_{mode}.gif') as im:  # g(z) beside the minimap, 48 steps
+            assert im.n_frames == 48 and im.size == (32, 16), (mode, im.n_frames, im.size)
     m = json.loads((out / 'metrics.json').read_text())
     assert m['n_images'] == 4 and m['total_seconds'] > 0 and m['parallel'] is False
     model = abp.Model(abp.parse_args(tiny_argv(img_dir, out)))

@@ -63,9 +63,10 @@ def test_walk_path_of_one_code_stays_there():
     assert path.shape == (10, 2) and torch.allclose(path.double(), torch.tensor([[0.3, -0.7]]).double().expand(10, 2))
 
 
-def test_walk_path_of_one_code_is_float32_like_any_other():
-    """generate() needs float32 codes, whatever their number."""
-    assert abp.walk_path(torch.tensor([[0.3, -0.7]]), 10).dtype == torch.float32
+def test_walk_path_of_one_code_can_be_generated():
+    """The path of a single code goes through the generator like any other (a float64 path would not)."""
+    img = abp.generate(abp.GenNet(nz=2, img_size=8), abp.walk_path(torch.tensor([[0.3, -0.7]]), 10))
+    assert img.shape == (10, 3, 8, 8)
 
 
 def red_pixels(img):
@@ -76,15 +77,15 @@ def red_pixels(img):
 
 
 @pytest.mark.parametrize('point,where', [((0.0, 0.0), (20, 20)),        # centre of the square
-                                         ((2.0, 0.0), (40, 20)),        # +d in dim 0: right edge
-                                         ((0.0, 0.5), (20, 0)),         # +d in dim 1: top edge
-                                         ((-2.0, -0.5), (0, 40)),       # -d, -d: bottom-left corner
-                                         ((1.0, -0.25), (30, 30)),      # half-way to +d0, -d1
-                                         ((5.0, -2.0), (40, 40))])      # outside: pinned to the edge
+                                         ((2.0, 0.0), (20, 40)),        # +d in dim 0: bottom edge
+                                         ((0.0, 0.5), (40, 20)),        # +d in dim 1: right edge
+                                         ((-2.0, -0.5), (0, 0)),        # -d, -d: top-left corner
+                                         ((1.0, -0.25), (10, 30)),      # half-way to +d0, -d1
+                                         ((5.0, -2.0), (0, 40))])       # outside: pinned to the edge
 def test_minimap_puts_the_red_point_where_it_is_in_the_square(point, where):
-    """minimap(codes, point, d, size): a size x size picture of (-d, d)^2, dim 0 to the right, dim 1 up,
-    each dimension scaled by its own d; the red marker is centred on the point (kept in the picture when
-    the point lies outside the square)."""
+    """minimap(codes, point, d, size): a size x size picture of (-d, d)^2 oriented as the interpolation panel,
+    dim 1 to the right and dim 0 downwards, each dimension scaled by its own d; the red marker is centred on the
+    point (kept in the picture when the point lies outside the square)."""
     d = torch.tensor([2.0, 0.5])
     codes = torch.tensor([[-1.0, 0.4], [1.5, 0.1]])
     img = abp.minimap(codes, torch.tensor(point), d, 41)
@@ -95,8 +96,20 @@ def test_minimap_puts_the_red_point_where_it_is_in_the_square(point, where):
     assert abs(cx - where[0]) <= 2.5 and abs(cy - where[1]) <= 2.5, (cx, cy, where)   # clipped at the edges
 
 
+@pytest.mark.parametrize('row,col', [(0, 0), (0, 4), (4, 0), (1, 3), (2, 2)])
+def test_minimap_is_oriented_as_the_interpolation_panel(row, col):
+    """The code of the panel's tile (row, col) (interp_grid, as save_interp lays it out) is drawn at the same
+    place of the minimap: column col from the left, row row from the top."""
+    n, size, d = 5, 41, torch.tensor([2.0, 0.5])
+    point = abp.interp_grid(2, n, d, 'cpu')[row * n + col]
+    red = red_pixels(abp.minimap(torch.zeros(0, 2), point, d, size))
+    cx, cy = (sum(p[i] for p in red) / len(red) for i in (0, 1))
+    want = (col / (n - 1) * (size - 1), row / (n - 1) * (size - 1))
+    assert abs(cx - want[0]) <= 2.5 and abs(cy - want[1]) <= 2.5, (cx, cy, want)
+
+
 def test_minimap_draws_the_codes_in_grey():
-    """Each code is a grey dot at its place: (-1, 0.4) and (1.5, 0.1) in (-2, 2) x (-0.5, 0.5)."""
+    """Each code is a grey dot at its place: (-1, 0.4) and (1.5, 0.1) in (-2, 2) x (-0.5, 0.5), rows z[0]."""
     img = abp.minimap(torch.tensor([[-1.0, 0.4], [1.5, 0.1]]), torch.tensor([0.0, -0.45]), torch.tensor([2.0, 0.5]), 41)
-    assert img.getpixel((10, 4)) == (60, 60, 60) and img.getpixel((35, 16)) == (60, 60, 60)
+    assert img.getpixel((36, 10)) == (60, 60, 60) and img.getpixel((24, 35)) == (60, 60, 60)
     assert img.getpixel((20, 20)) == (245, 245, 245)            # the background elsewhere

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 import abp
-from conftest import ROOT, tiny_argv
+from conftest import ROOT, strip_times, tiny_argv
 
 
 def test_import_has_no_side_effects(tmp_path, monkeypatch, capsys):
@@ -246,3 +246,19 @@ def test_main_reads_the_command_line(img_dir, tmp_path, monkeypatch, fast_figure
     monkeypatch.setattr(sys, 'argv', ['abp.py', *tiny_argv(img_dir, tmp_path, '--start', 'warm', '--n_epochs', '2')])
     assert abp.main() is None
     assert json.loads((tmp_path / 'warm' / 'summary.json').read_text())['warm']['epochs'] == 2
+
+
+def test_run_the_skeletons_way_with_parsed_defaults(tiny_run, img_dir, tmp_path, fast_figures):
+    """The skeleton's main: args = parse_args(); set_seed; logger = get_logger(exp_dir); run(args, exp_dir, logger),
+    with --start left at its default (both): it trains both modes into exp_dir, as `python abp.py` does into
+    --out_dir, with the same results."""
+    args = abp.parse_args(tiny_argv(img_dir, tmp_path / 'unused'))
+    assert args.start == 'both'
+    exp_dir = tmp_path / 'exp'
+    abp.set_seed(args.seed)
+    abp.run(args, exp_dir, abp.get_logger(exp_dir))
+    m = json.loads((exp_dir / 'metrics.json').read_text())
+    assert strip_times(m) == strip_times(json.loads((tiny_run / 'metrics.json').read_text()))
+    assert m['args']['out_dir'] == str(exp_dir) and not (tmp_path / 'unused').exists()
+    for f in ('warm/metrics.json', 'cold/metrics.json', 'warm/0006_interp.png', 'interp_cold.jpg', 'compare_loss.png'):
+        assert (exp_dir / f).is_file(), f

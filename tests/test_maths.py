@@ -173,7 +173,7 @@ def test_sir_weights_are_the_likelihood(monkeypatch, masked):
     sigma = 0.7
     protos = torch.tensor([[0.9, -0.5], [0.1, 0.6], [-0.4, -0.3]]).view(3, 1, 1, 2)   # three 2-pixel "images"
     zeta = torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]], device=abp.device)       # proposal m -> protos[m]
-    monkeypatch.setattr(abp, 'quasi_prior', lambda n, nz, sig=1: zeta[:n])
+    monkeypatch.setattr(abp, 'quasi_prior', lambda n, nz, sig=1, dev=None: zeta[:n])
 
     class Lookup(torch.nn.Module):
         nz = 2

@@ -3,6 +3,7 @@ exists and that the generated .tex files say what the JSON says."""
 import json
 import re
 import shutil
+import subprocess
 import sys
 
 from conftest import ROOT
@@ -94,35 +95,79 @@ def test_a_list_of_records_is_named_by_its_records():
     assert r'\newcommand{\sGuardEventsCount}{0}' in text and r'\newcommand{\sSeconds}{3}% time' in text
 
 
-def json_numbers(obj, out=None):
-    """Every number in a JSON document (recursively), as floats."""
+def json_numbers(obj, out=None, key=''):
+    """Every number in a JSON document (recursively), as (the keys above it joined by '.', the number as a float)."""
     out = set() if out is None else out
     if isinstance(obj, dict):
-        for v in obj.values():
-            json_numbers(v, out)
+        for k, v in obj.items():
+            json_numbers(v, out, f'{key}.{k}')
     elif isinstance(obj, list):
         for v in obj:
-            json_numbers(v, out)
+            json_numbers(v, out, key)
     elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
-        out.add(float(obj))
+        out.add((key.lower(), float(obj)))
     return out
 
 
-def readme_claims(text):
-    """(number as written, decimals, unit) for every figure README quotes in dB, seconds, or as a ratio."""
+def committed_json_numbers():
+    """Every number of the committed JSON files output/*.json and output/*/*.json, as git's HEAD holds them (the
+    working tree's where git is not at hand): a fresh `python abp.py` re-writes the timings in the working tree,
+    and README and the report quote the committed run."""
+    try:
+        names = subprocess.run(['git', 'ls-tree', '-r', '--name-only', 'HEAD', 'output'], cwd=ROOT, check=True,
+                               capture_output=True, text=True).stdout.split()
+        texts = [subprocess.run(['git', 'show', f'HEAD:{n}'], cwd=ROOT, check=True, capture_output=True,
+                                text=True).stdout for n in names if n.endswith('.json') and n.count('/') <= 2]
+    except (OSError, subprocess.CalledProcessError):
+        paths = [*(ROOT / 'output').glob('*.json'), *(ROOT / 'output').glob('*/*.json')]
+        texts = [p.read_text() for p in paths]
+    values = set()
+    for text in texts:
+        json_numbers(json.loads(text), values)
+    return values
+
+
+def quoted(text, units):
+    """(number as written, decimals, unit) for every figure text quotes in one of units (a regex alternation)."""
     return [(m.group(1), len(m.group(1).split('.')[1]) if '.' in m.group(1) else 0, m.group(2))
-            for m in re.finditer(r'(?<![\w.])(\d+(?:\.\d+)?)\s?(dB|s\b|×)', text)]
+            for m in re.finditer(rf'(?<![\w.{{\\])(\d+(?:\.\d+)?)(?:\s|\\,|~)?({units})', text)]
+
+
+MEMORY = ('MiB', 'GB', 'MB')
+
+
+def not_in_json(claims, values):
+    """The claims that equal no JSON number at the decimals they are written with; a memory figure only a number
+    whose keys name memory (rss, mib, memory)."""
+    return [f'{num} {unit}' for num, dec, unit in claims
+            if not any(f'{v:.{dec}f}' == num or f'{abs(v):.{dec}f}' == num for k, v in values
+                       if unit not in MEMORY or any(w in k for w in ('rss', 'mib', 'memory')))]
 
 
 def test_every_readme_number_is_in_a_committed_json():
     """Each figure README quotes in dB, in seconds or as a ratio (×) equals, at the decimals it is written
-    with, some number of a committed JSON (output/*.json, output/*/*.json): a changed run that README was not
-    updated for fails."""
-    values = set()
-    for path in [*(ROOT / 'output').glob('*.json'), *(ROOT / 'output').glob('*/*.json')]:
-        json_numbers(json.loads(path.read_text()), values)
-    claims = readme_claims((ROOT / 'README.md').read_text())
+    with, some number of a committed JSON: a changed run that README was not updated for fails; a re-run that
+    only re-wrote the timings does not."""
+    claims = quoted((ROOT / 'README.md').read_text(), r'dB|s\b|×|MiB|GB|MB')
     assert len(claims) >= 10
-    missing = [f'{num} {unit}' for num, dec, unit in claims
-               if not any(f'{v:.{dec}f}' == num or f'{abs(v):.{dec}f}' == num for v in values)]
-    assert missing == [], missing
+    assert not_in_json(claims, committed_json_numbers()) == []
+
+
+def prose(tex):
+    """report.tex's text as a reader sees it, without comments, macros' names or the options of a command."""
+    tex = re.sub(r'(?<!\\)%.*', '', tex)
+    tex = re.sub(r'\\(?:includegraphics|label|ref|input|hspace|vspace)\*?(?:\[[^\]]*\])?\{[^}]*\}', '', tex)
+    return re.sub(r'\\[A-Za-z]+', ' ', tex)
+
+
+def test_every_number_the_report_types_with_a_unit_is_in_a_committed_json():
+    """The report's numbers come from make_tex's macros; one typed into report.tex in dB, seconds or bytes
+    (the prose and the captions) must equal, at its decimals, a number of a committed JSON, as README's do."""
+    claims = quoted(prose((REPORT / 'report.tex').read_text()), r'dB|s\b|MiB|GB|MB')
+    assert not_in_json(claims, committed_json_numbers()) == []
+
+
+def test_the_prose_check_sees_a_typed_number():
+    """prose + quoted find a number typed with a unit, and leave macros and figure widths alone."""
+    text = prose(r'took 0.5\,GB and \metricsWarmSeconds\,s; \includegraphics[width=0.6\linewidth]{a.png} 12 dB % 99 dB')
+    assert [(n, u) for n, _, u in quoted(text, r'dB|s\b|MiB|GB|MB')] == [('0.5', 'GB'), ('12', 'dB')]
