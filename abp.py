@@ -3,10 +3,10 @@
 Han, Lu, Zhu, Wu, "Alternating Back-Propagation for Generator Network", AAAI 2017; Computer Vision I, Project 5
 (equations numbered as in the handout).
 
-    python abp.py --img_dir ../shared/data/lion_tiger       # warm + cold, every figure, output/metrics.json
-    python abp.py --start warm                               # one mode: all of it in output/warm/
-    python abp.py --resume                                   # continue runs stopped by Ctrl-C
-    python abp.py --img_dir BIG_FOLDER                       # any number of images, in mini-batches of 64
+    python abp.py                           # the images in data/: warm + cold, every figure, output/metrics.json
+    python abp.py --start warm              # one mode: all of it in output/warm/
+    python abp.py --resume                  # continue runs stopped by Ctrl-C
+    python abp.py --img_dir BIG_FOLDER      # any number of images, in mini-batches of 64
 
 The model (eq. 1): I = g(z; theta) + eps, z ~ N(0, I_d), eps ~ N(0, sigma^2 I_D). Each epoch visits every image
 once, a mini-batch at a time: (1) Langevin dynamics on the batch's z (eq. 6), (2) one Adam step on theta with z
@@ -35,8 +35,8 @@ import time
 import traceback
 from pathlib import Path
 
-# MKL, torch's BLAS on x86, caches the buffers of its matrix products: over a 10,000-image folder's metrics the
-# cache grew by 1.5 GB (bench/scale.py). It reads this once, when torch loads it.
+# MKL, torch's BLAS on x86, caches the buffers of its matrix products, and on a large folder's metrics that cache
+# grows by gigabytes. It reads this once, when torch loads it.
 os.environ.setdefault('MKL_DISABLE_FAST_MM', '1')
 
 import matplotlib  # noqa: E402
@@ -86,8 +86,8 @@ class Interrupted(Exception):
     """Ctrl-C or SIGTERM arrived; a checkpoint has been written."""
 
 
-def number(kind, low=0.0, high=math.inf, low_ok=False):
-    """argparse type: a finite `kind` in (low, high] ([low, high] with low_ok)."""
+def bounded(kind, low=0.0, high=math.inf, low_ok=False):
+    """An argparse type: a finite number of `kind` (int or float) in (low, high] ([low, high] with low_ok)."""
     def check(text):
         try:
             value = kind(text)
@@ -117,7 +117,7 @@ def occlusion_kind(text):
 
 def build_parser():
     """Every flag and its default: the one place a default is written. [brackets]: the course's default."""
-    pos_int, pos, unit, non_neg = number(int), number(float), number(float, high=1.0), number(float, low_ok=True)
+    pos_int, pos, unit, non_neg = bounded(int), bounded(float), bounded(float, high=1.0), bounded(float, low_ok=True)
     p = argparse.ArgumentParser(description='Alternating back-propagation on a folder of images '
                                 '(the course\'s flags keep their names; the course\'s defaults in brackets).',
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -140,7 +140,7 @@ def build_parser():
     p.add_argument('--cold_langevin_step_size', type=pos, default=0.02, help='s of eq. 6, cold start [0.05]')
     p.add_argument('--cold_langevin_num_steps', type=pos_int, default=1,
                    help='Langevin steps per epoch, cold start, from the resampled proposal [120]')
-    p.add_argument('--cold_proposals', type=number(int, low_ok=True), default=32,
+    p.add_argument('--cold_proposals', type=bounded(int, low_ok=True), default=32,
                    help='cold start: prior draws per mini-batch, at least (two per image of the folder, at most eight '
                         'per image of the batch, when that is more), each image resampling one by its likelihood; '
                         '0 = one prior draw per image [0: the handout\'s cold start]')
@@ -191,49 +191,6 @@ def parse_args(argv=None):
     if not os.access(parent, os.W_OK):
         parser.error(f"--out_dir {out}: {parent} is not writable; choose another folder")
     return args
-
-
-@dataclasses.dataclass(frozen=True)
-class Chain:
-    """A start mode's whole inference recipe (eq. 6), resolved from the flags once (chain_for): the loop runs it,
-    its messages name it and metrics.json reports it."""
-    mode: str           # 'warm' or 'cold'
-    steps: int          # Langevin steps per epoch
-    step_size: float    # s of eq. 6, before the per-image cap
-    cap: float          # s is at most cap posterior widths (0 = no cap)
-    noise: float        # the noise is noise * s * e (eq. 6: 1)
-    sigma: float        # sigma of eq. 3
-    prior_sigma: float  # std of the prior of z
-    standardize: bool   # re-standardise z after the chains (standardize_latents)
-    proposals: int      # cold: prior draws per batch, at least (0 = one prior draw per image)
-
-    @property
-    def init(self):
-        """Where each epoch's chains start: 'warm' (the image's current z), 'sir' or 'prior'."""
-        return 'warm' if self.mode == 'warm' else 'sir' if self.proposals > 0 else 'prior'
-
-    def step(self, width, scale=1.0):
-        """s of eq. 6 per image: step_size, at most cap * width (N, 1), times the guard's scale."""
-        s = self.step_size if self.cap <= 0 or width is None else torch.clamp(self.cap * width, max=self.step_size)
-        return s * scale
-
-    def n_proposals(self, batch, n_images):
-        """Prior draws for a batch of `batch` of the folder's n_images: at least `proposals`; two per image of the
-        folder, so that each image's code keeps a draw near it however many images share the prior, but at most
-        eight per image of the batch (their cost); rounded up to a power of two, where Sobol draws are balanced."""
-        return max(self.proposals, 1 << max(0, min(2 * n_images, 8 * batch) - 1).bit_length())
-
-
-def chain_for(args, mode):
-    """The Chain of `mode` ('warm' or 'cold') from the flags in args. Standardisation defaults to on for warm,
-    off for cold (cold chains restart from the prior every epoch, so their z is at the prior's scale already)."""
-    if mode not in ('warm', 'cold'):
-        raise ValueError(f"start mode must be 'warm' or 'cold', got {mode!r}")
-    warm = mode == 'warm'
-    return Chain(mode, args.langevin_num_steps if warm else args.cold_langevin_num_steps,
-                 args.langevin_step_size if warm else args.cold_langevin_step_size, args.langevin_step_cap,
-                 args.langevin_noise_scale, args.mse_sigma, args.prior_sigma,
-                 warm if args.standardize_z is None else args.standardize_z, 0 if warm else args.cold_proposals)
 
 
 def set_seed(seed):
@@ -348,9 +305,40 @@ def load_img_tensors(img_dir, transform, device):
 
 
 def to_float(u8):
-    """uint8 images -> float in [-1, 1] on the device, channels-last (1.3-1.8x faster convolutions on a CPU):
+    """uint8 images -> float in [-1, 1] on the device, channels-last (faster convolutions on a CPU):
     the arithmetic of torchvision's ToTensor and Normalize(0.5, 0.5), so the values are the same."""
     return u8.to(device).float().div(255).sub(0.5).div(0.5).clamp(-1, 1).contiguous(memory_format=torch.channels_last)
+
+
+def to_unit(x):
+    """[-1, 1] -> [0, 1]."""
+    return (x.clamp(-1, 1) + 1) / 2
+
+
+def psnr(a, b, mask=None):
+    """PSNR in dB per image of a, b (N, 3, H, W) in [-1, 1], measured in [0, 1]; with a mask (N, 1, H, W),
+    over the pixels where it is > 0 only."""
+    se = (to_unit(a) - to_unit(b)).pow(2)
+    if mask is None:
+        mse = se.flatten(1).mean(1)
+    else:
+        m = (mask > 0).expand_as(se)
+        mse = torch.where(m, se, torch.zeros((), dtype=se.dtype, device=se.device)).flatten(1).sum(1) \
+            / m.flatten(1).sum(1).clamp_min(1)
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
+
+
+def shown_images(n, most=N_SHOWN):
+    """Indices of at most `most` of n images, evenly spread: the comparison strips stay readable."""
+    return list(range(n)) if n <= most else np.linspace(0, n - 1, most).round().astype(int).tolist()
+
+
+def to_uint8(img, small=False):
+    """(N, 3, H, W) in [-1, 1] -> uint8 on the CPU; with small, at half size from 64 px up (small GIFs)."""
+    img = img.detach().float().cpu()
+    if small and img.shape[-1] >= 64:
+        img = nn.functional.interpolate(img, scale_factor=0.5, mode='area')
+    return (to_unit(img) * 255 + 0.5).to(torch.uint8)
 
 
 @dataclasses.dataclass
@@ -381,9 +369,8 @@ class Data:
 
 
 def release_memory():
-    """Return the memory the process has freed to the system. glibc's malloc keeps freed buffers of up to 32 MB in
-    its heap, and a loop of such buffers fragments it: without this, the PCA baseline's loop over 10,000 images
-    grew the process by 840 MB (peak resident memory per phase, /proc/self/status)."""
+    """Return the memory the process has freed to the system: glibc's malloc keeps freed buffers of up to 32 MB in
+    its heap, and a loop over a large folder's chunks of such buffers fragments it."""
     libc = ctypes.CDLL(None) if sys.platform.startswith('linux') else None
     if hasattr(libc, 'malloc_trim'):
         libc.malloc_trim(0)
@@ -402,10 +389,13 @@ def make_masks(kind, n, size, seed):
     if name == 'none':
         return None
     rng = torch.Generator().manual_seed(seed)
-    if name == 'pixels':                                    # salt-and-pepper: each pixel hidden with chance P
-        return torch.rand(n, 1, size, size, generator=rng) >= float(nums[0])
-    count, side = (1, int(nums[0])) if name == 'block' else map(int, nums)
     masks = torch.ones(n, 1, size, size, dtype=torch.bool)
+    if name == 'pixels':        # salt-and-pepper: each pixel hidden with chance P; drawn in chunks (the same draws)
+        for i in range(0, n, EVAL_CHUNK):
+            chunk = masks[i:i + EVAL_CHUNK]
+            chunk[:] = torch.rand(len(chunk), 1, size, size, generator=rng) >= float(nums[0])
+        return masks
+    count, side = (1, int(nums[0])) if name == 'block' else map(int, nums)
     for i in range(n):
         for y, x in torch.randint(0, size - side + 1, (count, 2), generator=rng).tolist():
             masks[i, :, y:y + side, x:x + side] = False
@@ -421,8 +411,8 @@ def batches(n, batch_size, seed, epoch):
     return list(torch.tensor_split(order, math.ceil(n / batch_size)))
 
 
-def take(t, idx):
-    """Rows idx of t (all of it for idx None); None stays None."""
+def rows_of(t, idx):
+    """The rows idx of t, a mini-batch's share of a per-image tensor (all of t for idx None; None stays None)."""
     return t if t is None or idx is None else t[idx]
 
 
@@ -514,7 +504,7 @@ class Model(nn.Module):
         self.args = with_defaults(args)
         self.Gnet = GenNet(nz=self.args.nz, img_size=self.args.img_size)
         self.Gnet.apply(weights_init_xavier)
-        self.Gnet.to(memory_format=torch.channels_last)     # 1.3-1.8x faster convolutions on the CPU, same maths
+        self.Gnet.to(memory_format=torch.channels_last)     # faster convolutions on the CPU, the same maths
 
     def sample_langevin(self, z, x, mask=None, trace=None):
         """Langevin (eq. 6) from z (N, nz) given x (N, 3, H, W): args.langevin_num_steps steps of
@@ -579,13 +569,61 @@ def prior_proposals(gen, x, n_proposals, mse_sigma, prior_sigma, mask=None):
     return zeta[torch.multinomial(torch.softmax(log_w, 1), 1).squeeze(1)]
 
 
+# -----------------------------------------------------------------------------
+# warm against cold start: the two recipes (chain_for) and where their chains start (chain_start) are the only
+# places the modes differ; the loop runs whichever Chain it is given
+
+@dataclasses.dataclass(frozen=True)
+class Chain:
+    """A start mode's whole inference recipe (eq. 6), resolved from the flags once (chain_for): the loop runs it,
+    its messages name it and metrics.json reports it."""
+    mode: str           # 'warm' or 'cold'
+    steps: int          # Langevin steps per epoch
+    step_size: float    # s of eq. 6, before the per-image cap
+    cap: float          # s is at most cap posterior widths (0 = no cap)
+    noise: float        # the noise is noise * s * e (eq. 6: 1)
+    sigma: float        # sigma of eq. 3
+    prior_sigma: float  # std of the prior of z
+    standardize: bool   # re-standardise z after the chains (standardize_latents)
+    proposals: int      # cold: prior draws per batch, at least (0 = one prior draw per image)
+
+    @property
+    def init(self):
+        """Where each epoch's chains start: 'warm' (the image's current z), 'sir' or 'prior'."""
+        return 'warm' if self.mode == 'warm' else 'sir' if self.proposals > 0 else 'prior'
+
+    def step(self, width, scale=1.0):
+        """s of eq. 6 per image: step_size, at most cap * width (N, 1), times the guard's scale."""
+        s = self.step_size if self.cap <= 0 or width is None else torch.clamp(self.cap * width, max=self.step_size)
+        return s * scale
+
+    def n_proposals(self, batch, n_images):
+        """Prior draws for a batch of `batch` of the folder's n_images: at least `proposals`; two per image of the
+        folder, so that each image's code keeps a draw near it however many images share the prior, but at most
+        eight per image of the batch (their cost); rounded up to a power of two, where Sobol draws are balanced."""
+        return max(self.proposals, 1 << max(0, min(2 * n_images, 8 * batch) - 1).bit_length())
+
+
+def chain_for(args, mode):
+    """The Chain of `mode` ('warm' or 'cold') from the flags in args: the two recipes side by side."""
+    same = dict(cap=args.langevin_step_cap, noise=args.langevin_noise_scale, sigma=args.mse_sigma,
+                prior_sigma=args.prior_sigma)
+    if mode == 'warm':      # each chain goes on from the image's z of the last epoch: a few small steps track it
+        return Chain('warm', args.langevin_num_steps, args.langevin_step_size, **same, proposals=0,
+                     standardize=True if args.standardize_z is None else args.standardize_z)
+    if mode == 'cold':      # each chain starts afresh from the prior, so its z is at the prior's scale already
+        return Chain('cold', args.cold_langevin_num_steps, args.cold_langevin_step_size, **same,
+                     proposals=args.cold_proposals, standardize=bool(args.standardize_z))
+    raise ValueError(f"start mode must be 'warm' or 'cold', got {mode!r}")
+
+
 def chain_start(chain, gen, z, x, mask=None, n_images=None):
     """Where a batch's chains start: warm -> the images' current z; cold -> prior proposals resampled by
     likelihood (Chain.n_proposals for a batch of the folder's n_images, default the batch's), or (proposals 0)
     one prior draw per image."""
-    if chain.init == 'warm':
+    if chain.init == 'warm':        # warm: the chain persists
         return z
-    if chain.init == 'prior':
+    if chain.init == 'prior':       # cold, the handout's: one prior draw per image
         return sample_gaussian_prior(len(x), gen.nz, chain.prior_sigma)
     return prior_proposals(gen, x, chain.n_proposals(len(x), n_images or len(x)), chain.sigma, chain.prior_sigma, mask)
 
@@ -637,7 +675,7 @@ class State:
     z: torch.Tensor                    # (N, nz) every image's code: warm start's persistent chains
     z_eval: torch.Tensor               # fixed prior samples for the sample metrics and figures
     mask: torch.Tensor = None          # (N, 1, H, W) bool, True = observed (--occlude)
-    width: torch.Tensor = None         # (N, 1) posterior widths behind the step cap
+    width: torch.Tensor = None         # (N, 1) posterior widths behind the step cap, measured every CURVATURE_EVERY
     psnr: torch.Tensor = None          # (N,) the last epoch's reconstruction PSNR, whole images
     psnr_parts: torch.Tensor = None    # (N, 2) with --occlude: that PSNR over the observed and the hidden pixels
     recon: torch.Tensor = None         # the last epoch's g(z) of the shown images (shown_images)
@@ -670,6 +708,7 @@ def new_state(args, n, dev=None):
     state = State(model, optimizer, torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=args.gamma),
                   z=sample_gaussian_prior(n, args.nz, args.prior_sigma, dev),
                   z_eval=sample_gaussian_prior(N_EVAL_SAMPLES, args.nz, args.prior_sigma, dev),
+                  width=torch.ones(n, 1, device=dev),
                   mask=make_masks(args.occlude, n, args.img_size, args.seed))
     state.good = keep_good_state(state)
     return state
@@ -699,11 +738,16 @@ def guard(state, loss, psnr_db, chain_energy, chain, args, logger):
     else keep a good state now and then. Raises Diverged after GUARD_MAX_EVENTS recoveries.
     (A non-finite parameter shows up as a non-finite loss one epoch later.)"""
     state.first_db = psnr_db if state.first_db is None else state.first_db
-    low = psnr_db < min(state.best_db - GUARD_DROP_DB, state.first_db + GUARD_KEPT_GAIN * (state.best_db - state.first_db))
+    kept_gain = state.first_db + GUARD_KEPT_GAIN * (state.best_db - state.first_db)
+    low = psnr_db < min(state.best_db - GUARD_DROP_DB, kept_gain)
     state.low_epochs = state.low_epochs + 1 if low else 0
-    what = ('the loss became non-finite' if not math.isfinite(loss) else 'the latent z became non-finite'
-            if not torch.isfinite(state.z).all() else f"the reconstruction PSNR fell to {psnr_db:.1f} dB (best "
-            f"{state.best_db:.1f} dB)" if state.low_epochs >= GUARD_PATIENCE else None)
+    what = None
+    if not math.isfinite(loss):
+        what = 'the loss became non-finite'
+    elif not torch.isfinite(state.z).all():
+        what = 'the latent z became non-finite'
+    elif state.low_epochs >= GUARD_PATIENCE:
+        what = f"the reconstruction PSNR fell to {psnr_db:.1f} dB (best {state.best_db:.1f} dB)"
     if what is None:
         state.best_db = max(state.best_db, psnr_db)
         if (psnr_db >= state.best_db - GUARD_GOOD_DB and state.epoch - state.good['epoch'] >= GUARD_EVERY
@@ -739,20 +783,19 @@ def abp_epoch(state, data, x_all, chain, args, trace=None):
     state.recon = torch.empty(len(keep), *data.images.shape[1:])
     for idx in batches(len(data), args.batch_size, args.seed, state.epoch):
         x = x_all if idx is None else data.batch(idx)
-        mask = None if state.mask is None else take(state.mask, idx).to(device, torch.float32)
+        mask = None if state.mask is None else rows_of(state.mask, idx).to(device, torch.float32)
         # (1) inferential back-propagation: warm continues each chain, cold starts from the prior
-        z = chain_start(chain, gen, take(state.z, idx), x, mask, len(data))
+        z = chain_start(chain, gen, rows_of(state.z, idx), x, mask, len(data))
         if chain.cap > 0 and state.epoch % CURVATURE_EVERY == 0:
             w = posterior_width(gen, z, chain.sigma, chain.prior_sigma, mask)
-            state.width = w if idx is None else (torch.ones(len(data), 1, device=device) if state.width is None
-                                                 else state.width).index_copy(0, idx.to(device), w)
-        z = langevin(gen, z, x, chain, chain.step(take(state.width, idx), state.step_scale), mask,
+            state.width = w if idx is None else state.width.index_copy(0, idx.to(device), w)
+        z = langevin(gen, z, x, chain, chain.step(rows_of(state.width, idx), state.step_scale), mask,
                      None if losses else trace)
         state.z = z if idx is None else state.z.index_copy(0, idx.to(device), z)
         if chain.standardize:                               # fix the gauge: every image's z at N(0, I)'s scale
             state.z = standardize_latents(gen, state.z)
         # (2) learning back-propagation on the detached z
-        loss, x_hat = learn_step(state.model, state.optimizer, take(state.z, idx), x, chain.sigma, mask)
+        loss, x_hat = learn_step(state.model, state.optimizer, rows_of(state.z, idx), x, chain.sigma, mask)
         losses.append(loss.item())
         rows = torch.arange(len(data)) if idx is None else idx
         psnr_seen[rows] = psnr(x_hat, x, mask).cpu()
@@ -777,8 +820,9 @@ def train(state, data, chain, args, exp_dir, logger, hook=None):
     frame_at = set(np.unique(np.geomspace(1, args.n_epochs, 16).round().astype(int)).tolist())
     x_all = data.batch(None) if len(data) <= args.batch_size else None    # one batch: convert once
     ckpt = Path(exp_dir) / 'checkpoint.pt'
+    in_worker = multiprocessing.parent_process() is not None     # a parallel run: cold's bar on the second line
     bar = tqdm(desc=chain.mode, unit='ep', disable=None, initial=state.epoch, total=args.n_epochs,
-               dynamic_ncols=True, position=Worker.position)
+               dynamic_ncols=True, position=int(in_worker and chain.mode == 'cold'))
     while state.epoch < args.n_epochs:
         trace = []
         loss, psnr_db = abp_epoch(state, data, x_all, chain, args, trace)        # eq. 6, then eq. 7
@@ -895,31 +939,8 @@ class StopFlag:
         StopFlag.requested = True
 
 
-class Worker:
-    """The progress bar's line: 1 in the process that trains cold start in a parallel run (run_worker)."""
-    position = 0
-
-
 # -----------------------------------------------------------------------------
 # evaluation
-
-def to_unit(x):
-    """[-1, 1] -> [0, 1]."""
-    return (x.clamp(-1, 1) + 1) / 2
-
-
-def psnr(a, b, mask=None):
-    """PSNR in dB per image of a, b (N, 3, H, W) in [-1, 1], measured in [0, 1]; with a mask (N, 1, H, W),
-    over the pixels where it is > 0 only."""
-    se = (to_unit(a) - to_unit(b)).pow(2)
-    if mask is None:
-        mse = se.flatten(1).mean(1)
-    else:
-        m = (mask > 0).expand_as(se)
-        mse = torch.where(m, se, torch.zeros((), dtype=se.dtype, device=se.device)).flatten(1).sum(1) \
-            / m.flatten(1).sum(1).clamp_min(1)
-    return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
-
 
 def nearest_neighbours(samples, images):
     """For each sample, (PSNR to its nearest image, index of that image); images a tensor or Data (searched
@@ -961,7 +982,7 @@ def occlusion_metrics(kind, state):
     """With --occlude: the share of hidden pixels, and the last epoch's PSNR of g(z) to the true images on the
     observed and on the hidden pixels (state.psnr_parts; the baselines live in bench/occlusion.py)."""
     observed, hidden = state.psnr_parts.mean(0).tolist()
-    return {'kind': kind, 'hidden_fraction': round((~state.mask).sum().item() / state.mask.numel(), 4),
+    return {'kind': kind, 'hidden_fraction': round(1 - state.mask.count_nonzero().item() / state.mask.numel(), 4),
             'abp_observed_psnr_db': round(observed, 3), 'abp_hidden_psnr_db': round(hidden, 3)}
 
 
@@ -1035,11 +1056,6 @@ def grid_image(img, nrow, pad_value=1.0):
     return make_grid(to_unit(img.float().cpu()), nrow=nrow, padding=2, pad_value=pad_value).permute(1, 2, 0).numpy()
 
 
-def shown_images(n, most=N_SHOWN):
-    """Indices of at most `most` of n images, evenly spread: the comparison strips stay readable."""
-    return list(range(n)) if n <= most else np.linspace(0, n - 1, most).round().astype(int).tolist()
-
-
 def plot_recon_comparison(rows, path, title=''):
     """rows: list of (label, images (N, 3, H, W)); one labelled strip per row."""
     n = rows[0][1].shape[0]
@@ -1083,8 +1099,11 @@ def walk_path(codes, frames):
     c = c[torch.atan2(d[:, 1], d[:, 0]).argsort() if c.shape[1] > 1 else c[:, 0].argsort()]
     p = torch.cat([c[-1:], c, c[:2]])                     # closed: wrap around
     t = torch.linspace(0, 1, 33, dtype=c.dtype)[:-1, None]
-    dense = torch.cat([0.5 * (2 * p[i + 1] + (p[i + 2] - p[i]) * t + (2 * p[i] - 5 * p[i + 1] + 4 * p[i + 2] - p[i + 3])
-                              * t ** 2 + (3 * p[i + 1] - p[i] - 3 * p[i + 2] + p[i + 3]) * t ** 3) for i in range(len(c))])
+    segments = []
+    for p0, p1, p2, p3 in zip(p, p[1:], p[2:], p[3:]):    # Catmull-Rom from p1 to p2
+        a, b, c2, d3 = 2 * p1, p2 - p0, 2 * p0 - 5 * p1 + 4 * p2 - p3, 3 * p1 - p0 - 3 * p2 + p3
+        segments.append(0.5 * (a + b * t + c2 * t ** 2 + d3 * t ** 3))
+    dense = torch.cat(segments)
     arc = torch.cat([torch.zeros(1, dtype=c.dtype), dense.diff(dim=0).norm(dim=1).cumsum(0)])   # length so far
     at = torch.linspace(0, float(arc[-1]), frames + 1, dtype=c.dtype)[:-1]
     return dense[torch.searchsorted(arc, at).clamp(max=len(dense) - 1)].float()
@@ -1109,14 +1128,6 @@ def save_gif(frames, path, ms_per_frame):
     with atomic_path(path) as tmp:
         frames[0].save(tmp, format='GIF', save_all=True, append_images=frames[1:], duration=ms_per_frame, loop=0,
                        optimize=True)
-
-
-def to_uint8(img, small=False):
-    """(N, 3, H, W) in [-1, 1] -> uint8 on the CPU; with small, at half size from 64 px up (small GIFs)."""
-    img = img.detach().float().cpu()
-    if small and img.shape[-1] >= 64:
-        img = nn.functional.interpolate(img, scale_factor=0.5, mode='area')
-    return (to_unit(img) * 255 + 0.5).to(torch.uint8)
 
 
 def figure_recon(results, data, args, path):
@@ -1243,30 +1254,34 @@ def figure_latent_walk(mode, state, data, args, out_dir):
     save_gif(frames, out_dir / f'latent_walk_{mode}.gif', 100)
 
 
-COMPARED = (figure_recon, figure_samples, figure_loss)      # draw(results, data, args, path)
-PER_MODE = (figure_interp, figure_latent_map, figure_training_gif, figure_latent_walk)   # draw(mode, state, ...)
-
-
-def compare(results, data, args, out_dir):
-    """The figures that put the modes side by side, into out_dir. A figure that fails is reported in one line
-    and skipped: the modes' own results, already written, are never lost to it. Returns the summary's metrics:
-    each mode's, PCA(2)'s reconstruction PSNR, the number of images and of parameters."""
+def draw_figures(results, data, args, out_dir):
+    """Every figure of a run into out_dir: the modes side by side, then each mode's own. A figure that fails is
+    reported in one line and skipped: the modes' results, already written, are never lost to it."""
     out_dir = Path(out_dir)
-    draws = [(name, f, (results, data, args, out_dir / name)) for f, name in
-             zip(COMPARED + (figure_occlusion,), ('compare_recon.jpg', 'compare_samples.jpg', 'compare_loss.png',
-                                                  'occlusion.jpg' if args.occlude != 'none' else None)) if name]
-    draws += [(f'{f.__name__[7:]} ({m})', f, (m, r['state'], data, args, out_dir))
-              for m, r in results.items() for f in PER_MODE]
+    draws = [('compare_recon.jpg', figure_recon, (results, data, args, out_dir / 'compare_recon.jpg')),
+             ('compare_samples.jpg', figure_samples, (results, data, args, out_dir / 'compare_samples.jpg')),
+             ('compare_loss.png', figure_loss, (results, data, args, out_dir / 'compare_loss.png'))]
+    if args.occlude != 'none':
+        draws.append(('occlusion.jpg', figure_occlusion, (results, data, args, out_dir / 'occlusion.jpg')))
+    for mode, r in results.items():
+        for figure in (figure_interp, figure_latent_map, figure_training_gif, figure_latent_walk):
+            name = f'{figure.__name__[len("figure_"):]} ({mode})'
+            draws.append((name, figure, (mode, r['state'], data, args, out_dir)))
     for name, draw, inputs in draws:
         try:
             draw(*inputs)
         except Exception as e:       # a figure is never worth the run: say so and go on
             print(f"warning: could not draw {name} ({type(e).__name__}: {e})", file=sys.stderr)
-    state = next(iter(results.values()))['state']
+
+
+def summary(results, data):
+    """The run's metrics: each mode's, PCA(2)'s reconstruction PSNR (the linear baseline with as many factors as
+    z), the number of images and of the generator's parameters."""
     fit = pca_of(data)
     pca_db = torch.cat([psnr(pca_recon(x.cpu(), fit=fit), x.cpu()) for _, x in data.chunks()]).mean().item()
+    model = next(iter(results.values()))['state'].model
     return {**{m: r['metrics'] for m, r in results.items()}, 'pca': {'recon_psnr_db': round(pca_db, 3)},
-            'n_images': len(data), 'n_params': sum(p.numel() for p in state.model.parameters())}
+            'n_images': len(data), 'n_params': sum(p.numel() for p in model.parameters())}
 
 
 # -----------------------------------------------------------------------------
@@ -1335,7 +1350,6 @@ def run_worker(args, chain, data, threads, conn):
     finished, would depend on timing), stopping at the next epoch on Ctrl-C or SIGTERM. Sends ('ok', '') or
     (the exception's class name, its message) through conn; the result stays on disk."""
     torch.set_num_threads(threads)
-    Worker.position = int(chain.mode == 'cold')
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, StopFlag.request)
     exp_dir = Path(args.out_dir) / chain.mode
@@ -1396,7 +1410,8 @@ def run_modes(args, out_dir, data=None, t0=None):
     results = run_parallel(args, chains, data) if parallel else \
         {c.mode: run(args, out_dir / c.mode, get_logger(out_dir / c.mode), c, data) for c in chains}
     path = out_dir / ('metrics.json' if args.start == 'both' else f'{args.start}/summary.json')
-    metrics = compare(results, data, args, path.parent)
+    draw_figures(results, data, args, path.parent)
+    metrics = summary(results, data)
     metrics.update(total_seconds=round(time.perf_counter() - t0, 2), device=device, parallel=parallel,
                    torch=torch.__version__, args=vars(args))
     write_json(metrics, path)

@@ -41,7 +41,6 @@ from PIL import Image
 
 from common import DEFAULTS, abp, finished, flags_key, load_run, parser, require_images, run_cached, short_run
 
-PARTS = ('neighbours', 'mosaic', 'line', 'heldout', 'theory')
 CELL_GRID = 81           # mosaic: the interpolation square sampled CELL_GRID x CELL_GRID times
 PRIOR_DRAWS = 4096       # mosaic: prior draws that estimate each cell's prior mass
 SAME_DB = (30.0, 35.0)   # mosaic: neighbouring tiles this close (PSNR) count as near-identical
@@ -465,6 +464,9 @@ def theory(models, x, names, a, out):
 
 # ---------------------------------------------------------------------------------------------- main
 
+PARTS = {'neighbours': neighbours, 'mosaic': mosaic, 'line': line, 'heldout': heldout, 'theory': theory}
+
+
 def main():
     p = parser(__doc__, 'learned/')
     p.add_argument('--run_dir', help='the default run: its folder (default: OUT_DIR)')
@@ -491,9 +493,9 @@ def main():
     x, names = data.batch(None).cpu(), data.names
     path = out / 'learned.json'
     result = json.loads(path.read_text()) if path.exists() else {}
-    for part in PARTS:
+    for part, study in PARTS.items():
         if part in a.parts:
-            result[part] = globals()[part](models, x, names, a, out)
+            result[part] = study(models, x, names, a, out)
             abp.write_json(result, path)
             print(f'{part}: written to {path}')
 

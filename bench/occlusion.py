@@ -50,13 +50,13 @@ def baselines(argv):
 
 
 def recoveries(run_dir, kind):
-    """Rows for the figure from a finished run's warm checkpoint: occluded input, warm, PCA (12 images at most),
-    and the true images."""
+    """Rows for the figure from a finished run's warm checkpoint: occluded input, warm (the recovery its metrics
+    measure), PCA (12 images at most), and the true images."""
     args, state = load_run(Path(run_dir) / 'warm')
     data = abp.load_data(args)
     x, mask, keep = data.batch(None).cpu(), state.mask.float(), abp.shown_images(len(data))
     return [(f'input: {kind}', abp.blacken_hidden(x, mask)[keep]),
-            ('ABP (warm)', abp.generate(state.model.Gnet, state.z)[keep]),
+            ('ABP (warm)', state.recon),                  # the last epoch's g(z), as abp.py's metrics measure it
             ('PCA, k=2', pca_fill(torch.where(mask > 0, x, torch.zeros(())), mask)[keep])], x[keep]
 
 

@@ -4,7 +4,7 @@ abp.py draws them, the committed figures can be made again from the same models.
     python bench/redraw.py --out_dir output        # seconds; needs output/warm and output/cold checkpoints
 
 Rebuilds each mode's State from OUT_DIR/<mode>/checkpoint.pt (common.load_run) and reads its metrics.json, then
-calls abp.compare, which draws every comparison figure into OUT_DIR as the end of that `--start both` run did.
+calls abp.draw_figures, which draws every figure into OUT_DIR as the end of that `--start both` run did.
 metrics.json and the run directories are left as they were.
 """
 import json
@@ -23,7 +23,7 @@ def main():
             sys.exit(f'redraw.py: error: {mode_dir / "checkpoint.pt"} is missing; run python abp.py first')
         args, state = load_run(mode_dir)
         results[mode] = {'metrics': json.loads((mode_dir / 'metrics.json').read_text()), 'state': state}
-    abp.compare(results, abp.load_data(args), args, Path(a.out_dir))
+    abp.draw_figures(results, abp.load_data(args), args, Path(a.out_dir))
     print(f'redrew the comparison figures in {a.out_dir}')
 
 

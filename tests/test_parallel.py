@@ -58,7 +58,6 @@ def test_a_parallel_run_reads_back_what_each_mode_trained(tiny_run, img_dir, tmp
     monkeypatch.setattr(abp, 'use_parallel', lambda n_modes: n_modes == 2)
     monkeypatch.setattr(multiprocessing, 'get_context', lambda method: types.SimpleNamespace(
         Process=InlineProcess, Pipe=multiprocessing.Pipe))
-    monkeypatch.setattr(abp.Worker, 'position', 0)
     skip_rendering(monkeypatch, gifs=False)
     out = tmp_path / 'par'
     abp.main(tiny_argv(img_dir, out))
