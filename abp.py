@@ -508,7 +508,8 @@ class Model(nn.Module):
 
     def sample_langevin(self, z, x, mask=None, trace=None):
         """Langevin (eq. 6) from z (N, nz) given x (N, 3, H, W): args.langevin_num_steps steps of
-        args.langevin_step_size (uncapped) -> new z (N, nz), detached."""
+        args.langevin_step_size (uncapped) -> new z (N, nz), detached. The course's method; training runs
+        langevin with its mode's Chain and capped steps (abp_epoch)."""
         chain = chain_for(self.args, 'warm')
         return langevin(self.Gnet, z, x, chain, chain.step_size, mask, trace)
 
@@ -535,43 +536,10 @@ def posterior_width(gen, z, mse_sigma, prior_sigma, mask=None, h=1e-3):
     return lam.rsqrt().float().unsqueeze(1)
 
 
-def sq_dists(x, g, mask=None):
-    """||x_i - g_m||^2 between every image and every generated image, (N, M); with a mask, over image i's
-    observed pixels: sum m x^2 - 2 (m x) . g + m . g^2."""
-    g = g.flatten(1)
-    g2 = g.pow(2).sum(1)                                    # (M,): sum_p g_mp^2
-    if mask is not None:
-        g2 = mask.expand_as(x).flatten(1).to(g.dtype) @ g.pow(2).T      # (N, M): over image i's observed pixels
-        x = torch.where(mask > 0, x, torch.zeros((), dtype=x.dtype, device=x.device))
-    x = x.flatten(1)
-    return (x.pow(2).sum(1, keepdim=True) - 2 * x @ g.T + g2).clamp_min(0)
-
-
-def quasi_prior(n, nz, sig=1, dev=None):
-    """n draws (n, nz) from sig * N(0, I) that cover it evenly: a scrambled Sobol sequence (seeded from torch's
-    generator) through the normal quantile. Each draw alone is distributed as the prior; together, for n a power
-    of two and nz = 2, every dyadic box of prior mass 1/n (in quantile coordinates) holds exactly one of them. On dev
-    (default: the module device)."""
-    seed = int(torch.randint(0, 2 ** 31 - 1, ()))
-    u = torch.quasirandom.SobolEngine(nz, scramble=True, seed=seed).draw(n, dtype=torch.float64)
-    return (sig * torch.special.ndtri(u.clamp(1e-9, 1 - 1e-9))).float().to(dev or device)
-
-
-@torch.no_grad()
-def prior_proposals(gen, x, n_proposals, mse_sigma, prior_sigma, mask=None):
-    """Cold-start chain starts (N, nz): M = n_proposals prior draws (quasi_prior) generated in one pass shared by
-    the batch; image i takes draw m with probability proportional to p(I_i | z_m) = N(I_i; g(z_m), sigma^2 I)
-    (eq. 1): sampling-importance-resampling with the prior as the proposal, whose term of eq. 3 cancels."""
-    zeta = quasi_prior(n_proposals, gen.nz, prior_sigma, x.device)
-    log_w = (-sq_dists(x, generate(gen, zeta), mask) / (2 * mse_sigma ** 2)).nan_to_num(nan=-math.inf)
-    # a sick generator (non-finite images) leaves nothing to weigh by: draw uniformly, and the guard sees the loss
-    log_w = torch.where(torch.isfinite(log_w).any(1, keepdim=True), log_w, torch.zeros((), device=log_w.device))
-    return zeta[torch.multinomial(torch.softmax(log_w, 1), 1).squeeze(1)]
-
-
 # -----------------------------------------------------------------------------
-# warm against cold start: the two recipes (chain_for) and where their chains start (chain_start) are the only
-# places the modes differ; the loop runs whichever Chain it is given
+# warm against cold start: each mode's recipe (chain_for, from its own flags), warm's re-standardisation of z,
+# cold's prior proposals, and where each epoch's chains start (chain_start). The loop runs whichever Chain it is
+# given: it reads the mode only through the Chain's fields
 
 @dataclasses.dataclass(frozen=True)
 class Chain:
@@ -617,6 +585,57 @@ def chain_for(args, mode):
     raise ValueError(f"start mode must be 'warm' or 'cold', got {mode!r}")
 
 
+@torch.no_grad()
+def standardize_latents(gen, z):
+    """Re-express z (N, nz) with mean 0 and std 1 per dimension, absorbing the affine map into the generator's
+    first layer: g(z), and with it eq. 3's data term, is unchanged exactly; the prior term is not (it pulls z
+    towards N(0, I)'s scale). Returns the new z.
+
+    Why: the data term is invariant to z -> c z + m (the first layer can undo it) and the prior's pull per
+    Langevin step, s^2/2 * z, is far weaker than the likelihood's, so the scale of the inferred z drifts and
+    samples from N(0, I) miss the images' z."""
+    if z.shape[0] < 2:
+        return z
+    m, c = z.mean(0), z.std(0).clamp_min(1e-3)
+    gen.fc.bias += gen.fc.weight @ m
+    gen.fc.weight *= c
+    return (z - m) / c
+
+
+def sq_dists(x, g, mask=None):
+    """||x_i - g_m||^2 between every image and every generated image, (N, M); with a mask, over image i's
+    observed pixels: sum m x^2 - 2 (m x) . g + m . g^2."""
+    g = g.flatten(1)
+    g2 = g.pow(2).sum(1)                                    # (M,): sum_p g_mp^2
+    if mask is not None:
+        g2 = mask.expand_as(x).flatten(1).to(g.dtype) @ g.pow(2).T      # (N, M): over image i's observed pixels
+        x = torch.where(mask > 0, x, torch.zeros((), dtype=x.dtype, device=x.device))
+    x = x.flatten(1)
+    return (x.pow(2).sum(1, keepdim=True) - 2 * x @ g.T + g2).clamp_min(0)
+
+
+def quasi_prior(n, nz, sig=1, dev=None):
+    """n draws (n, nz) from sig * N(0, I) that cover it evenly: a scrambled Sobol sequence (seeded from torch's
+    generator) through the normal quantile. Each draw alone is distributed as the prior; together, for n a power
+    of two and nz = 2, every dyadic box of prior mass 1/n (in quantile coordinates) holds exactly one of them. On dev
+    (default: the module device)."""
+    seed = int(torch.randint(0, 2 ** 31 - 1, ()))
+    u = torch.quasirandom.SobolEngine(nz, scramble=True, seed=seed).draw(n, dtype=torch.float64)
+    return (sig * torch.special.ndtri(u.clamp(1e-9, 1 - 1e-9))).float().to(dev or device)
+
+
+@torch.no_grad()
+def prior_proposals(gen, x, n_proposals, mse_sigma, prior_sigma, mask=None):
+    """Cold-start chain starts (N, nz): M = n_proposals prior draws (quasi_prior) generated in one pass shared by
+    the batch; image i takes draw m with probability proportional to p(I_i | z_m) = N(I_i; g(z_m), sigma^2 I)
+    (eq. 1): sampling-importance-resampling with the prior as the proposal, whose term of eq. 3 cancels."""
+    zeta = quasi_prior(n_proposals, gen.nz, prior_sigma, x.device)
+    log_w = (-sq_dists(x, generate(gen, zeta), mask) / (2 * mse_sigma ** 2)).nan_to_num(nan=-math.inf)
+    # a sick generator (non-finite images) leaves nothing to weigh by: draw uniformly, and the guard sees the loss
+    log_w = torch.where(torch.isfinite(log_w).any(1, keepdim=True), log_w, torch.zeros((), device=log_w.device))
+    return zeta[torch.multinomial(torch.softmax(log_w, 1), 1).squeeze(1)]
+
+
 def chain_start(chain, gen, z, x, mask=None, n_images=None):
     """Where a batch's chains start: warm -> the images' current z; cold -> prior proposals resampled by
     likelihood (Chain.n_proposals for a batch of the folder's n_images, default the batch's), or (proposals 0)
@@ -646,23 +665,6 @@ def learn_step(model, optimizer, z, x, mse_sigma, mask=None):
     return loss.detach(), x_hat.detach()
 
 
-@torch.no_grad()
-def standardize_latents(gen, z):
-    """Re-express z (N, nz) with mean 0 and std 1 per dimension, absorbing the affine map into the generator's
-    first layer: g(z), and with it eq. 3's data term, is unchanged exactly; the prior term is not (it pulls z
-    towards N(0, I)'s scale). Returns the new z.
-
-    Why: the data term is invariant to z -> c z + m (the first layer can undo it) and the prior's pull per
-    Langevin step, s^2/2 * z, is far weaker than the likelihood's, so the scale of the inferred z drifts and
-    samples from N(0, I) miss the images' z."""
-    if z.shape[0] < 2:
-        return z
-    m, c = z.mean(0), z.std(0).clamp_min(1e-3)
-    gen.fc.bias += gen.fc.weight @ m
-    gen.fc.weight *= c
-    return (z - m) / c
-
-
 # -----------------------------------------------------------------------------
 # training: the state, the guard, the loop
 
@@ -672,7 +674,7 @@ class State:
     model: Model
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    z: torch.Tensor                    # (N, nz) every image's code: warm start's persistent chains
+    z: torch.Tensor                    # (N, nz) every image's code: warm's persistent chains, cold's last epoch
     z_eval: torch.Tensor               # fixed prior samples for the sample metrics and figures
     mask: torch.Tensor = None          # (N, 1, H, W) bool, True = observed (--occlude)
     width: torch.Tensor = None         # (N, 1) posterior widths behind the step cap, measured every CURVATURE_EVERY
@@ -1294,6 +1296,7 @@ def run(args, exp_dir, logger, chain=None, data=None):
     args = with_defaults(args)
     set_cuda()
     if chain is None and args.start == 'both':      # the skeleton's run(args, exp_dir, logger) on our default
+        logger.info(f"both start modes: each logs into {Path(exp_dir) / '<mode>'}/output.log, figures in {exp_dir}")
         return run_modes(args, exp_dir, data)
     chain, exp_dir = chain or chain_for(args, args.start), Path(exp_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)

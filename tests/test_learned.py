@@ -1,4 +1,4 @@
-"""The measurements of bench/learned.py and the studies' statistics, against independent computations; its
+"""The measurements of bench/learned.py (its studies in bench/learned_*.py) and the studies' statistics, against independent computations; its
 parts that re-train (heldout, theory) on tiny images."""
 import argparse
 import json
@@ -14,7 +14,10 @@ from conftest import ROOT, tiny_argv
 
 sys.path.insert(0, str(ROOT / 'bench'))
 import common  # noqa: E402
-import learned  # noqa: E402
+import learned_heldout  # noqa: E402
+import learned_line  # noqa: E402
+import learned_mosaic  # noqa: E402
+import learned_theory  # noqa: E402
 
 
 def test_over_seeds_is_mean_and_sample_std_of_the_finished_runs():
@@ -43,7 +46,7 @@ def test_tile_neighbour_psnr_matches_a_direct_computation():
     for r in range(n):
         for c in range(n):
             panel[2 + r * (size + 2):2 + r * (size + 2) + size, 2 + c * (size + 2):2 + c * (size + 2) + size] = tiles[r, c]
-    got = sorted(learned.tile_neighbour_db(panel, n, size).tolist())
+    got = sorted(learned_mosaic.tile_neighbour_db(panel, n, size).tolist())
     want = []
     for r in range(n):
         for c in range(n):
@@ -70,25 +73,25 @@ def test_tile_neighbours_read_the_panel_abp_writes(tmp_path):
     tiles = (abp.to_unit(img) * 255 + 0.5).clamp(0, 255).floor().double().div(255).view(4, 4, 3, 8, 8)
     want = [10 * np.log10(1 / max((tiles[r, c] - tiles[r2, c2]).pow(2).mean().item(), 1e-10))
             for r in range(4) for c in range(4) for r2, c2 in ((r + 1, c), (r, c + 1)) if r2 < 4 and c2 < 4]
-    got = learned.tile_neighbour_db(panel, 4, 8).tolist()
+    got = learned_mosaic.tile_neighbour_db(panel, 4, 8).tolist()
     assert len(set(np.round(want, 3))) > 10                    # the tiles differ
     assert np.allclose(sorted(got), sorted(want), atol=1e-6)
 
 
 def test_held_out_images_are_spread_over_both_groups():
     names = [f'lion_{i}.jpg' for i in range(1, 6)] + [f'tiger_{i}.jpg' for i in range(1, 7)]
-    held, kept = learned.split(names, 3)
+    held, kept = learned_heldout.split(names, 3)
     assert len(held) == 3 and sorted(held + kept) == list(range(11))
     groups = {names[i].split('_')[0] for i in held}
     assert groups == {'lion', 'tiger'}
-    assert learned.split(names[:3], 3) == ([], [0, 1, 2])    # too few images: nothing held out
+    assert learned_heldout.split(names[:3], 3) == ([], [0, 1, 2])    # too few images: nothing held out
 
 
 def test_line_pair_is_the_closest_tiger_and_lion():
     names = ['lion_1.jpg', 'lion_2.jpg', 'tiger_1.jpg', 'tiger_2.jpg']
     z = torch.tensor([[0.0, 0.0], [3.0, 3.0], [2.9, 3.2], [-2.0, 0.0]])
-    assert learned.line_pair(names, z) == (2, 1)              # tiger_1 and lion_2 are 0.22 apart
-    i, j = learned.line_pair(['a.png', 'b.png', 'c.png'], torch.tensor([[0.0, 0.0], [1.0, 0.0], [5.0, 0.0]]))
+    assert learned_line.line_pair(names, z) == (2, 1)              # tiger_1 and lion_2 are 0.22 apart
+    i, j = learned_line.line_pair(['a.png', 'b.png', 'c.png'], torch.tensor([[0.0, 0.0], [1.0, 0.0], [5.0, 0.0]]))
     assert {i, j} == {0, 2}                                   # no groups: the two codes farthest apart
 
 
@@ -97,14 +100,14 @@ def test_sir_ess_leaves_training_draws_unchanged_and_is_m_for_equal_weights():
     model, cold = abp.Model(args), abp.chain_for(args, 'cold')
     x = torch.rand(3, 3, 8, 8) * 2 - 1
     torch.manual_seed(5)
-    ess = learned.sir_ess(model.Gnet, x, cold)
+    ess = learned_theory.sir_ess(model.Gnet, x, cold)
     after = torch.rand(4)
     torch.manual_seed(5)
     assert torch.equal(after, torch.rand(4))                  # the RNG state was put back
     assert ((ess >= 1 - 1e-4) & (ess <= 16 + 1e-4)).all()
     with torch.no_grad():                                     # a generator that ignores z: all weights equal
         model.Gnet.fc.weight.zero_()
-    assert torch.allclose(learned.sir_ess(model.Gnet, x, cold), torch.full((3,), 16.0), atol=1e-3)
+    assert torch.allclose(learned_theory.sir_ess(model.Gnet, x, cold), torch.full((3,), 16.0), atol=1e-3)
 
 
 def test_theory_measures_a_training_it_leaves_as_it_was(img_dir, tmp_path):
@@ -112,7 +115,7 @@ def test_theory_measures_a_training_it_leaves_as_it_was(img_dir, tmp_path):
     cap, ESS between 1 and the proposals; the final PSNR is that of the same training without measurements."""
     args = abp.parse_args(tiny_argv(img_dir, tmp_path, '--n_epochs', '4', '--n_plot', '4', '--n_log', '4'))
     data = abp.load_data(args)
-    series, final = learned.theory_run(args, data, 'cold', every=2)
+    series, final = learned_theory.theory_run(args, data, 'cold', every=2)
     assert [r['epoch'] for r in series] == [0, 2, 4]
     cold = abp.chain_for(args, 'cold')
     for r in series:
@@ -132,7 +135,7 @@ def test_heldout_infers_codes_for_images_left_out(img_dir, tiny_run, tmp_path, f
     x, names = data.batch(None).cpu(), data.names
     a = argparse.Namespace(img_dir=str(img_dir), out_dir=str(tmp_path), holdout=1, seed=1, epochs=2, proposals=64,
                            steps=3)
-    r = learned.heldout(models, x, names, a, tmp_path)
+    r = learned_heldout.heldout(models, x, names, a, tmp_path)
     assert r['held_out'] == [names[1]] and r['trained_on'] == [names[i] for i in (0, 2, 3)]
     for mode in ('warm', 'cold'):
         assert len(r[mode]['heldout_db']) == 1 and len(r[mode]['z'][0]) == 2
@@ -141,4 +144,4 @@ def test_heldout_infers_codes_for_images_left_out(img_dir, tiny_run, tmp_path, f
     assert json.loads((tmp_path / 'heldout' / 'metrics.json').read_text())['args']['img_size'] == 16
     assert (tmp_path / 'learned_heldout.jpg').exists() and sorted(p.name for p in (tmp_path / 'images').iterdir()) == \
         sorted(r['trained_on'])
-    assert learned.heldout(models, x, names, a, tmp_path) == r         # cached run, seeded inference
+    assert learned_heldout.heldout(models, x, names, a, tmp_path) == r         # cached run, seeded inference
