@@ -35,7 +35,7 @@ TABLES = {  # generated/<name>.tex: (source, template of one row per record; {#A
                          r'{guard_events|sum} & {first_layer_norm} \\'),
     'generalize_table': ('generalize', r'{folder} & {note} & {n_images} & {warm.recon_psnr_db} & {cold.recon_psnr_db} & '
                          r'{pca_psnr_db} & {warm.sample_coverage}\,/\,{cold.sample_coverage} & '
-                         r'{warm.guard_events}\,/\,{cold.guard_events} & {warm.collapsed}\,/\,{cold.collapsed} \\'),
+                         r'{warm.guard_events}\,/\,{cold.guard_events} & {warm|ended}\,/\,{cold|ended} \\'),
     'occlusion_table': ('occlusion', r'\texttt{{kind}} & {hidden_fraction}\% & {warm.abp_hidden_psnr_db} & '
                         r'{cold.abp_hidden_psnr_db} & {mean_hidden_psnr_db} & {pca_hidden_psnr_db} & '
                         r'{warm.abp_observed_psnr_db} & {guard_events.warm}\,/\,{guard_events.cold} \\'),
@@ -149,6 +149,8 @@ def table(doc, template):
             v = lookup(r, field)
             if filt == 'sum' and v is not None:
                 v = sum(v)
+            if filt == 'ended' and v is not None:           # how a run ended: the guard gave up, it collapsed, or no
+                return 'gave up' if v.get('gave_up') else fmt((), bool(v.get('collapsed')))
             return '--' if v is None else fmt(tuple(field.split('.')), v)
         return re.sub(r'\{([a-z_#A1][\w.#|]*)\}', cell, template)
     return '\n'.join(row(i, r) for i, r in enumerate(rows)) + '\n'
