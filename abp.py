@@ -212,8 +212,8 @@ def set_cuda():
     torch.backends.cuda.matmul.allow_tf32 = False
 
 
-def get_logger(exp_dir):
-    """A logging.Logger writing to stdout and to exp_dir/output.log."""
+def get_logger(exp_dir, fresh=False):
+    """A logging.Logger writing to stdout and to exp_dir/output.log (appended to; started afresh with fresh)."""
     Path(exp_dir).mkdir(parents=True, exist_ok=True)
     logger = logging.getLogger(f'abp.{Path(exp_dir).resolve()}')
     logger.setLevel(logging.INFO)
@@ -221,7 +221,8 @@ def get_logger(exp_dir):
     for h in list(logger.handlers):
         logger.removeHandler(h)
         h.close()
-    for h in (logging.StreamHandler(sys.stdout), logging.FileHandler(Path(exp_dir) / 'output.log')):
+    log_file = logging.FileHandler(Path(exp_dir) / 'output.log', 'w' if fresh else 'a')
+    for h in (logging.StreamHandler(sys.stdout), log_file):
         h.setFormatter(logging.Formatter('%(asctime)s %(message)s', '%H:%M:%S'))
         logger.addHandler(h)
     return logger
@@ -1357,7 +1358,7 @@ def run_worker(args, chain, data, threads, conn):
         signal.signal(s, StopFlag.request)
     exp_dir = Path(args.out_dir) / chain.mode
     try:
-        run(args, exp_dir, get_logger(exp_dir), chain, data)
+        run(args, exp_dir, get_logger(exp_dir, fresh=not args.resume), chain, data)
         conn.send(('ok', ''))
     except (UserError, Diverged, Interrupted) as e:
         conn.send((type(e).__name__, str(e)))
@@ -1411,7 +1412,8 @@ def run_modes(args, out_dir, data=None, t0=None):
     data = data or load_data(args)                      # once for every mode; a bad folder fails here
     out_dir.mkdir(parents=True, exist_ok=True)
     results = run_parallel(args, chains, data) if parallel else \
-        {c.mode: run(args, out_dir / c.mode, get_logger(out_dir / c.mode), c, data) for c in chains}
+        {c.mode: run(args, out_dir / c.mode, get_logger(out_dir / c.mode, fresh=not args.resume), c, data)
+         for c in chains}
     path = out_dir / ('metrics.json' if args.start == 'both' else f'{args.start}/summary.json')
     draw_figures(results, data, args, path.parent)
     metrics = summary(results, data)

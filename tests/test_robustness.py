@@ -257,6 +257,18 @@ def test_resume_from_an_unusable_checkpoint_is_one_line_error(tiny_run, img_dir,
     assert want.get(case, 'cannot read') in last
 
 
+def test_a_fresh_run_starts_its_log_and_a_resumed_run_continues_it(img_dir, tmp_path, fast_figures):
+    """output.log holds one run: a second fresh run into the same folder replaces it; --resume appends."""
+    out, argv = tmp_path / 'out', ['--start', 'warm', '--n_epochs', '2']
+    for _ in range(2):
+        abp.main(tiny_argv(img_dir, out, *argv))
+    log = (out / 'warm' / 'output.log').read_text()
+    assert log.count('warm start:') == 1
+    abp.main(tiny_argv(img_dir, out, '--start', 'warm', '--n_epochs', '4', '--resume'))
+    log = (out / 'warm' / 'output.log').read_text()
+    assert log.count('warm start:') == 2 and 'resumed from' in log
+
+
 @pytest.mark.parametrize('mode', ['warm', 'cold'])
 def test_resume_checks_the_mode(tiny_run, img_dir, tmp_path, mode, capsys, fast_figures):
     """A checkpoint of a cold run put where a warm run resumes is refused, naming --start cold; a warm one is
