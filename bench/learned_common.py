@@ -13,8 +13,9 @@ DPI = 200                # ... at about 1.4 px of a 128-px tile per printed pixe
 
 
 def default_models(a):
-    """The default run (both modes) via run_cached in a.run_dir, and per mode its (args, State), on the CPU."""
-    argv = ['--img_dir', a.img_dir, '--out_dir', a.run_dir]
+    """The default run of seed a.seed (both modes) via run_cached in a.run_dir, and per mode its (args, State), on
+    the CPU."""
+    argv = ['--img_dir', a.img_dir, '--out_dir', a.run_dir, '--seed', str(a.seed)]
     finished(run_cached(argv, 'default run', need_checkpoints=True), 'learned.py', 'the default run')
     return {m: load_run(Path(a.run_dir) / m) for m in ('warm', 'cold')}
 

@@ -145,3 +145,23 @@ def test_heldout_infers_codes_for_images_left_out(img_dir, tiny_run, tmp_path, f
     assert (tmp_path / 'learned_heldout.jpg').exists() and sorted(p.name for p in (tmp_path / 'images').iterdir()) == \
         sorted(r['trained_on'])
     assert learned_heldout.heldout(models, x, names, a, tmp_path) == r         # cached run, seeded inference
+
+
+def test_over_seeds_summarises_each_seeds_learned_json(tmp_path):
+    """over_seeds reads seed 1's learned.json in OUT_DIR/learned and seed S's in seedS/, and gives per mode each
+    compared figure's values, mean and sample std; a seed that lacks a part is left out of that figure."""
+    import learned
+    out = tmp_path / 'learned'
+    for seed, share, wander in ((1, 0.1, 0.3), (2, 0.2, 0.5), (3, 0.6, None)):
+        d = out if seed == 1 else out / f'seed{seed}'
+        d.mkdir(parents=True, exist_ok=True)
+        doc = {'neighbours': {m: {'copy_share': share} for m in ('warm', 'cold')}}
+        if wander is not None:
+            doc['theory'] = {m: {'z_std_late_median': wander} for m in ('warm', 'cold')}
+        (d / 'learned.json').write_text(json.dumps(doc))
+    s = learned.over_seeds(out)
+    assert s['seeds'] == [1, 2, 3]
+    assert s['warm']['copy_share']['values'] == [0.1, 0.2, 0.6]
+    assert s['warm']['copy_share']['mean'] == pytest.approx(0.3, abs=1e-4)
+    assert s['warm']['copy_share']['std'] == pytest.approx(float(np.std([0.1, 0.2, 0.6], ddof=1)), abs=1e-4)
+    assert s['cold']['code_wander']['values'] == [0.3, 0.5] and s['cold']['heldout_db']['mean'] is None
