@@ -1391,10 +1391,10 @@ def run_parallel(args, chains, data):
     failed = [replies[c.mode] for c in chains if replies[c.mode][0] in errors]
     if failed:          # the first mode's kind of error, with every mode's message of that kind
         raise errors[failed[0][0]]('; '.join(msg for kind, msg in failed if kind == failed[0][0]))
-    results = {}
+    results, data_id = {}, data.fingerprint()
     for chain in chains:
         exp_dir, state = Path(args.out_dir) / chain.mode, new_state(args, len(data))
-        state.data_id = data.fingerprint()
+        state.data_id = data_id
         load_state(state, exp_dir / 'checkpoint.pt', args, chain)
         results[chain.mode] = {'metrics': json.loads((exp_dir / 'metrics.json').read_text()), 'state': state}
     return results
