@@ -72,6 +72,7 @@ GUARD_GOOD_DB = 1.5    # ... and keeps a state to return to when it is within th
 GUARD_EVERY = 10       # epochs between two kept states
 GUARD_MAX_EVENTS = 5   # recoveries before the run stops
 PHOTO_JPEG = dict(quality=90, subsampling=0)   # figures of photographs: 4:4:4 JPEG, ~37 dB to the lossless file
+MODE_COLOURS = {'warm': 'tab:blue', 'cold': 'tab:orange'}   # one colour per mode in every figure
 
 
 class UserError(Exception):
@@ -1133,14 +1134,18 @@ def save_gif(frames, path, ms_per_frame):
                        optimize=True)
 
 
-def figure_recon(results, data, args, path):
-    """Training images, PCA and each mode's reconstructions at the middle and final epochs (N_SHOWN at most)."""
-    keep = shown_images(len(data))
-    x = to_float(data.images[keep]).cpu()
+def recon_rows(results, data, args):
+    """[(label, images)]: training images, PCA and each mode's reconstructions at the middle and final epochs."""
+    x = to_float(data.images[shown_images(len(data))]).cpu()
     rows = [('training', x), ('PCA, k=2', pca_recon(x, fit=pca_of(data)))]
-    rows += [(f'{m} @ {e}', r['state'].snapshots[e]) for m, r in results.items()
-             for e in (max(1, args.n_epochs // 2), args.n_epochs) if e in r['state'].snapshots]
-    plot_recon_comparison(rows, path, f'{len(keep)} of {len(data)} images' if len(keep) < len(data) else '')
+    return rows + [(f'{m} @ {e}', r['state'].snapshots[e]) for m, r in results.items()
+                   for e in (max(1, args.n_epochs // 2), args.n_epochs) if e in r['state'].snapshots]
+
+
+def figure_recon(results, data, args, path):
+    """recon_rows as one figure (N_SHOWN images at most)."""
+    n = len(shown_images(len(data)))
+    plot_recon_comparison(recon_rows(results, data, args), path, f'{n} of {len(data)} images' if n < len(data) else '')
 
 
 def figure_samples(results, data, args, path):
@@ -1161,7 +1166,7 @@ def figure_loss(results, data, args, path):
     ax = fig.subplots()
     for m, r in results.items():
         stats, hits = r['state'].stats, [e['epoch'] for e in r['state'].events]
-        line, = ax.plot(stats['epoch'], stats['loss'], label=m)
+        line, = ax.plot(stats['epoch'], stats['loss'], label=m, color=MODE_COLOURS[m])
         if hits and stats['loss']:
             ax.plot(hits, [max(stats['loss'])] * len(hits), 'x', color=line.get_color(), label=f'{m}: guard recovery')
     ax.set(yscale='log', xlabel='epoch', ylabel=r'loss = mean $\|I - g(z)\|^2 / (2\sigma^2)$')
@@ -1185,17 +1190,18 @@ def figure_interp(mode, state, data, args, out_dir):
     d, n = interp_half_width(state.z), args.ninterp
     img = generate(state.model.Gnet, interp_grid(args.nz, n, d, d.device))
     dd, size = first_two_dims(d)[0], img.shape[-1] + 2           # a tile and its padding, in pixels
-    fig = Figure(figsize=(7.2, 7.6))
+    fig = Figure(figsize=(3.4, 3.6))         # drawn at half the report's text width, where it prints
     ax = fig.subplots()
     ax.imshow(grid_image(img, n))
     centres = [2 + size * k + (size - 2) / 2 for k in range(n)]
     for set_ticks, i in ((ax.set_xticks, 1), (ax.set_yticks, 0)):
-        set_ticks(centres, [f'{v:.2f}' for v in torch.linspace(-float(dd[i]), float(dd[i]), n).tolist()], fontsize=9)
+        set_ticks(centres, [f'{v:.2f}' for v in torch.linspace(-float(dd[i]), float(dd[i]), n).tolist()], fontsize=7.5)
+    ax.tick_params(axis='x', labelrotation=90)
     ax.tick_params(length=2, pad=1)
-    ax.set_xlabel('z[1] (columns)', fontsize=10)
-    ax.set_ylabel('z[0] (rows)', fontsize=10)
-    ax.set_title(f'{mode} start: g(z) over (-d, d)^2, d = ({", ".join(f"{v:.2f}" for v in d.tolist())})', fontsize=11)
-    save_fig(fig, out_dir / f'interp_{mode}.jpg')
+    ax.set_xlabel('z[1] (columns)', fontsize=8)
+    ax.set_ylabel('z[0] (rows)', fontsize=8)
+    ax.set_title(f'{mode} start, d = ({", ".join(f"{v:.2f}" for v in d.tolist())})', fontsize=8)
+    save_fig(fig, out_dir / f'interp_{mode}.jpg', dpi=240)
 
 
 def figure_latent_map(mode, state, data, args, out_dir):

@@ -207,3 +207,11 @@ def load_run(mode_dir):
     state = abp.new_state(args, len(ck['z']), dev='cpu')
     abp.load_state(state, path, args, abp.Chain(**ck['chain']))
     return args, state
+
+
+def default_models(img_dir, run_dir, seed, prog):
+    """The default run of `seed` (both modes) via run_cached in run_dir, with its checkpoints (trained if they are
+    not there: git does not keep them), and per mode its (args, State) on the CPU (load_run)."""
+    argv = ['--img_dir', img_dir, '--out_dir', run_dir, '--seed', str(seed)]
+    finished(run_cached(argv, 'default run', need_checkpoints=True), prog, 'the default run')
+    return {m: load_run(Path(run_dir) / m) for m in ('warm', 'cold')}

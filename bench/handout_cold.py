@@ -11,15 +11,15 @@ timings may come from a busy machine), and from their ratio the epochs our cold 
   ours_same_time our cold start for that many epochs, at most --n_epochs' default (2000); beyond that, the
                  default run's cold start (OUT_DIR/metrics.json) is the row, finished in less time
 Writes OUT_DIR/handout_cold/handout_cold.json: per run its flags, epochs, recon PSNR, sample NN-PSNR, coverage,
-and the timing (--time_epochs 0 keeps the timing that file already holds); and, when the runs' last snapshots are
-there (a run trained here, not re-used), OUT_DIR/handout_cold/<run>_recon.png: its reconstructions at the end.
+and the timing (--time_epochs 0 keeps the timing that file already holds); and OUT_DIR/handout_cold/recon.jpg: the
+default run's compare_recon.jpg with two rows more, the handout run's and ours at --epochs epochs (from the runs'
+checkpoints, which git does not keep: where one is missing, the run is trained again).
 """
 import json
-import shutil
 from pathlib import Path
 
 import bench
-from common import DEFAULTS, abp, finished, parser, require_images, run_cached, short_run
+from common import DEFAULTS, abp, default_models, finished, load_run, parser, require_images, run_cached, short_run
 
 HANDOUT = ['--cold_proposals', '0', '--cold_langevin_num_steps', '120', '--cold_langevin_step_size', '0.05',
            '--langevin_step_cap', '0']
@@ -33,13 +33,21 @@ KEYS = ('epochs', 'seconds', 'seconds_per_epoch', 'recon_psnr_db', 'sample_nn_ps
 def run(a, key, epochs, flags):
     argv = ['--img_dir', a.img_dir, '--out_dir', str(Path(a.out_dir) / 'handout_cold' / key), '--start', 'cold',
             '--seed', str(a.seed), *short_run(epochs), *flags]
-    m = finished(run_cached(argv, key), 'handout_cold.py', key)['cold']
-    snapshot = Path(a.out_dir) / 'handout_cold' / key / 'cold' / f'{epochs:04d}_recon.png'
-    if snapshot.exists():
-        shutil.copyfile(snapshot, Path(a.out_dir) / 'handout_cold' / f'{key}_recon.png')
+    m = finished(run_cached(argv, key, need_checkpoints=True), 'handout_cold.py', key)['cold']
     print(f"{key:15s} {epochs:5d} epochs  recon {m['recon_psnr_db']:.2f} dB  "
           f"NN {m['sample_nn_psnr_db_median']:.2f}  coverage {m['sample_coverage']}")
     return {'key': key, 'label': LABELS[key], 'flags': ' '.join(flags), **{k: m[k] for k in KEYS}}
+
+
+def figure_recon(a, path):
+    """The default run's reconstruction rows (abp.recon_rows), then the handout run's and ours at --epochs."""
+    models = default_models(a.img_dir, a.out_dir, a.seed, 'handout_cold.py')
+    args = models['warm'][0]
+    rows = abp.recon_rows({m: {'state': state} for m, (_, state) in models.items()}, abp.load_data(args), args)
+    for key, label in (('handout', "handout's cold"), ('ours', 'our cold')):
+        state = load_run(Path(a.out_dir) / 'handout_cold' / key / 'cold')[1]
+        rows.append((f'{label} @ {a.epochs}', state.snapshots[a.epochs]))
+    abp.plot_recon_comparison(rows, path)
 
 
 def main():
@@ -67,6 +75,7 @@ def main():
         m = json.loads((Path(a.out_dir) / 'metrics.json').read_text())['cold']
         rows.append({'key': 'ours_same_time', 'label': f'ours, the default run ({full} epochs, less time)', 'flags': '',
                      **{k: m[k] for k in KEYS}})
+    figure_recon(a, path.with_name('recon.jpg'))
     result = {'seed': a.seed, 'seconds_per_epoch': {k: round(v, 5) for k, v in spe.items()},
               'speedup_per_epoch': round(spe['handout'] / spe['ours'], 2), 'epochs_in_handout_time': same, 'runs': rows}
     abp.write_json(result, path)

@@ -30,8 +30,7 @@ import json
 import statistics
 from pathlib import Path
 
-from common import abp, parser, require_images
-from learned_common import default_models
+from common import abp, default_models, parser, require_images
 from learned_heldout import heldout
 from learned_line import line
 from learned_mosaic import mosaic
@@ -100,7 +99,7 @@ def main():
         where.mkdir(parents=True, exist_ok=True)
         a_seed = argparse.Namespace(**{**vars(a), 'seed': seed,
                                        'run_dir': (a.run_dir or a.out_dir) if seed == 1 else str(where / 'run')})
-        models = default_models(a_seed)
+        models = default_models(a.img_dir, a_seed.run_dir, seed, 'learned.py')
         data = abp.load_data(models['warm'][0])
         x, names = data.batch(None).cpu(), data.names
         path = where / 'learned.json'

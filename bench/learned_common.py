@@ -1,23 +1,14 @@
-"""What the studies of bench/learned.py share: the default models, figure sizes and small helpers."""
+"""What the studies of bench/learned.py share: figure sizes and small helpers."""
 import io
 import math
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from common import DEFAULTS, abp, finished, load_run, run_cached, short_run
+from common import DEFAULTS, abp, short_run
 
-WIDTH = 6.6              # figures are drawn just inside the report's text width (6.77 in), fonts at 7 pt or more
+WIDTH = 6.5              # figures are drawn at the report's text width (6.54 in), where they print: fonts >= 7.5 pt
 DPI = 200                # ... at about 1.4 px of a 128-px tile per printed pixel: tiles near full resolution
-
-
-def default_models(a):
-    """The default run of seed a.seed (both modes) via run_cached in a.run_dir, and per mode its (args, State), on
-    the CPU."""
-    argv = ['--img_dir', a.img_dir, '--out_dir', a.run_dir, '--seed', str(a.seed)]
-    finished(run_cached(argv, 'default run', need_checkpoints=True), 'learned.py', 'the default run')
-    return {m: load_run(Path(a.run_dir) / m) for m in ('warm', 'cold')}
 
 
 def gen(state, z):

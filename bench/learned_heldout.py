@@ -85,13 +85,13 @@ def heldout(models, x, names, a, out):
     axes.imshow(abp.grid_image(grid, len(rows)))
     h = x.shape[-1] + 2
     for c, (label, _) in enumerate(rows):
-        axes.text(c * h + h / 2, -6, label, ha='center', va='bottom', fontsize=7)
+        axes.text(c * h + h / 2, -6, label, ha='center', va='bottom', fontsize=7.5)
     for r in range(len(held)):
         vals = [None, result['nearest_training_image_db'][r], result['pca2_db'][r], result['warm']['heldout_db'][r],
                 result['warm']['own_recon_db'][r], result['cold']['heldout_db'][r], result['cold']['own_recon_db'][r]]
         for c, v in enumerate(vals):
             if v is not None:
-                axes.text(c * h + h / 2, r * h + h - 6, f'{v:.1f} dB', ha='center', fontsize=7,
+                axes.text(c * h + h / 2, r * h + h - 6, f'{v:.1f} dB', ha='center', fontsize=7.5,
                           bbox=dict(facecolor='white', alpha=0.8, pad=0.5, lw=0))
     axes.set(xticks=[], yticks=[])
     fig.tight_layout()

@@ -93,9 +93,9 @@ def mosaic(models, x, names, a, out):
                      f"{100 * pn['share_above_35db']:.0f}%", fontsize=8)
         ax.set_xlabel('z[1] (panel columns)', fontsize=8)
         ax.set_ylabel('z[0] (panel rows)', fontsize=8)
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=7.5)
     fig.tight_layout()
     for ax, mode in zip(axes, maps):                   # each image's name beside its code, clear of the others
-        label_points(fig, ax, codes[mode], fontsize=7, bbox=dict(facecolor='white', alpha=0.7, pad=0.5, lw=0))
+        label_points(fig, ax, codes[mode], fontsize=7.5, bbox=dict(facecolor='white', alpha=0.7, pad=0.5, lw=0))
     abp.save_fig(fig, out / 'learned_mosaic.png')
     return result

@@ -45,7 +45,7 @@ def neighbours(models, x, names, a, out):
         for k in range(len(s)):
             r, c = divmod(k, cols)
             colour = 'red' if copies[k] else 'black'
-            ax.text((2 * c + 1) * h + 1, r * h + h - 6, f'{nn_db[k]:.1f} dB', color=colour, fontsize=7, ha='center',
+            ax.text((2 * c + 1) * h + 1, r * h + h - 6, f'{nn_db[k]:.1f} dB', color=colour, fontsize=7.5, ha='center',
                     va='bottom', bbox=dict(facecolor='white', alpha=0.85, pad=0.5, lw=0))
         ax.set(xticks=[], yticks=[])
         ax.set_title(f"{mode} start: prior sample | nearest training image (PSNR; red: within {a.copy_db:g} dB of "

@@ -81,7 +81,7 @@ def theory(models, x, names, a, out):
               f"ESS {result[mode]['final_ess_median']:.2f}, late z std {result[mode]['z_std_late_median']}")
     fig = Figure(figsize=(WIDTH, 2.9))
     axes = fig.subplots(1, 3)
-    for mode, colour in (('warm', 'tab:orange'), ('cold', 'tab:blue')):
+    for mode, colour in abp.MODE_COLOURS.items():
         series = result[mode]['series']
         ep = [r['epoch'] for r in series]
         for ax, key in zip(axes, ('lambda_max', 'width', 'ess')):
@@ -97,9 +97,9 @@ def theory(models, x, names, a, out):
     axes[2].set_title(f"SIR ESS over {result['proposals']} proposals", fontsize=8)
     for ax in axes:
         ax.set_xlabel('epoch', fontsize=8)
-        ax.tick_params(labelsize=7)
+        ax.tick_params(which='both', labelsize=7.5)
         ax.grid(alpha=0.3)
-    fig.legend(*axes[1].get_legend_handles_labels(), loc='lower center', ncol=4, fontsize=7, frameon=False)
+    fig.legend(*axes[1].get_legend_handles_labels(), loc='lower center', ncol=4, fontsize=7.5, frameon=False)
     fig.tight_layout(rect=(0, 0.08, 1, 1))                 # one legend below the panels, over no curve
     abp.save_fig(fig, out / 'learned_theory.png')
     return result
