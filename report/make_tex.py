@@ -85,7 +85,9 @@ def fmt(path, v):
     if abs(v) >= 1e6:                                # 3160705024.0 -> $3.2\times10^{9}$
         mantissa, exponent = f'{v:.1e}'.split('e')
         return f'${mantissa}\\times10^{{{int(exponent)}}}$'
-    return f'{v:.0f}' if abs(v) >= 100 else f'{v:.2f}' if abs(v) >= 0.095 else f'{v:.3f}'
+    decimals = 0 if abs(v) >= 100 else 2 if abs(v) >= 0.095 else 3
+    held = len(repr(v).partition('.')[2]) if 'e' not in repr(v) else decimals    # never more digits than the JSON
+    return f'{v:.{min(decimals, max(held, 1 if decimals else 0))}f}'
 
 
 def record_name(r, i):
