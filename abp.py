@@ -252,7 +252,8 @@ def write_json(obj, path):
 def list_images(img_dir):
     """Sorted image files in img_dir (by extension Pillow knows, any case); hidden files skipped."""
     if not Path(img_dir).is_dir():
-        raise UserError(f"image folder {img_dir} does not exist: put the course images "
+        what = 'is a file, not a folder' if Path(img_dir).exists() else 'does not exist'
+        raise UserError(f"image folder {img_dir} {what}: put the course images "
                         f"(lion_1..5.jpg, tiger_1..6.jpg) there or pass --img_dir FOLDER")
     exts = {e.lower() for e in Image.registered_extensions()}
     return sorted(p for p in Path(img_dir).iterdir()
@@ -293,6 +294,9 @@ def load_images(img_dir, transform, logger=None):
                                                   f"({type(e).__name__}: {e})")
             continue
         out = torch.empty(len(paths), *t.shape, dtype=t.dtype) if out is None else out
+        if t.shape != out.shape[1:]:
+            raise UserError(f"{path.name} comes out of the transform {tuple(t.shape)}, the first image "
+                            f"{tuple(out.shape[1:])}: give the transform one size, e.g. Resize((128, 128))")
         out[len(names)] = t if t.dtype == torch.uint8 else t.clamp(-1, 1)
         names.append(path.name)
     if not names:

@@ -111,6 +111,18 @@ def test_unreadable_image_skipped_with_warning(tmp_path, capsys):
     assert 'truncated.png' in out and 'fake.jpg' in out
 
 
+def test_a_transform_without_one_size_is_a_clear_error(tmp_path):
+    """Resize(128) keeps each photo's aspect ratio: the images differ in size, and the error names the file and the
+    fix instead of failing inside the tensor copy."""
+    from torchvision import transforms
+    d = tmp_path / 'imgs'
+    d.mkdir()
+    Image.new('RGB', (40, 40)).save(d / 'a.png')
+    Image.new('RGB', (60, 40)).save(d / 'b.png')
+    with pytest.raises(abp.UserError, match=r"b\.png .*Resize\(\(128, 128\)\)"):
+        abp.load_img_tensors(d, transforms.Compose([transforms.Resize(16), transforms.ToTensor()]), 'cpu')
+
+
 @pytest.fixture(scope='module')
 def one_image_run(tmp_path_factory):
     """abp.main on a folder of one image, figures built but not rendered: (output folder, its stderr)."""
