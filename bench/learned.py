@@ -77,7 +77,7 @@ def main():
     p.add_argument('--run_dir', help='the default run: its folder (default: OUT_DIR)')
     p.add_argument('--parts', nargs='+', default=list(PARTS), choices=PARTS, help='which parts (default: all)')
     p.add_argument('--samples', type=int, default=1000, help='neighbours: prior samples measured (default: 1000)')
-    p.add_argument('--shown', type=int, default=12, help='neighbours: samples shown (default: 12)')
+    p.add_argument('--shown', type=int, default=6, help='neighbours: samples shown per mode (default: 6)')
     p.add_argument('--copy_db', type=float, default=3.0,
                    help="neighbours: a sample copies an image within this many dB of the image's reconstruction "
                         "PSNR (default: 3)")
