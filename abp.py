@@ -71,6 +71,7 @@ GUARD_PATIENCE = 2     # ... for this many epochs in a row: a collapse (a fit ne
 GUARD_GOOD_DB = 1.5    # ... and keeps a state to return to when it is within this of the best
 GUARD_EVERY = 10       # epochs between two kept states
 GUARD_MAX_EVENTS = 5   # recoveries before the run stops
+GUARD_RULE = dict(drop_db=GUARD_DROP_DB, kept_gain=GUARD_KEPT_GAIN, patience=GUARD_PATIENCE)  # in every summary
 PHOTO_JPEG = dict(quality=90, subsampling=0)   # figures of photographs: 4:4:4 JPEG, ~37 dB to the lossless file
 MODE_COLOURS = {'warm': 'tab:blue', 'cold': 'tab:orange'}   # one colour per mode in every figure
 
@@ -1289,12 +1290,14 @@ def draw_figures(results, data, args, out_dir):
 
 def summary(results, data):
     """The run's metrics: each mode's, PCA(2)'s reconstruction PSNR (the linear baseline with as many factors as
-    z), the number of images and of the generator's parameters."""
+    z), the number of images, of prior samples behind the sample metrics and of the generator's parameters, and
+    the guard's rule (a run it acted on depends on it)."""
     fit = pca_of(data)
     pca_db = torch.cat([psnr(pca_recon(x.cpu(), fit=fit), x.cpu()) for _, x in data.chunks()]).mean().item()
     model = next(iter(results.values()))['state'].model
     return {**{m: r['metrics'] for m, r in results.items()}, 'pca': {'recon_psnr_db': round(pca_db, 3)},
-            'n_images': len(data), 'n_params': sum(p.numel() for p in model.parameters())}
+            'n_images': len(data), 'n_eval_samples': N_EVAL_SAMPLES,
+            'n_params': sum(p.numel() for p in model.parameters()), 'guard_rule': GUARD_RULE}
 
 
 # -----------------------------------------------------------------------------

@@ -62,16 +62,23 @@ def checkpoints(out_dir, modes):
     return [m for m in modes if (Path(out_dir) / m / 'checkpoint.pt').exists()]
 
 
+def stale(result):
+    """Whether the guard acted on a run under another rule than today's abp.GUARD_RULE: today's code would have
+    trained it otherwise. (A run it never acted on is today's run: the rules only differ in when they act.)"""
+    acted = 'diverged' in result or any(result.get(m, {}).get('guard_events') for m in ('warm', 'cold'))
+    return acted and result.get('guard_rule') != abp.GUARD_RULE
+
+
 def cached(out_dir, args, need_checkpoints=False):
-    """The result a run with args' flags (flags_key) left in out_dir: its summary or its gave-up record; with
-    need_checkpoints, only if the checkpoints it kept are still there. None if there is none."""
+    """The result a run with args' flags (flags_key) left in out_dir: its summary or its gave-up record, unless
+    stale; with need_checkpoints, only if the checkpoints it kept are still there. None if there is none."""
     modes = ['warm', 'cold'] if args.start == 'both' else [args.start]
     for path in (summary_path(out_dir, args.start), gave_up_path(out_dir, args.start)):
         if path.exists():
             result = json.loads(path.read_text())
             kept = result.get('checkpoints', modes) if need_checkpoints else []
             if flags_key(result.get('args', {}), result.get('n_images')) == flags_key(vars(args)) \
-                    and checkpoints(out_dir, kept) == kept:
+                    and checkpoints(out_dir, kept) == kept and not stale(result):
                 return result
     return None
 
@@ -104,7 +111,8 @@ def run_cached(argv, label=None, need_checkpoints=False, also=()):
                   'kept': {m: {'recon_psnr_db': round(ck['stats']['psnr_db'][-1], 3) if ck['stats']['psnr_db'] else None,
                                'guard_events': len(ck['events']), 'seconds': round(ck['seconds'], 2)}
                            for m, ck in kept.items()},
-                  'n_images': next((len(ck['z']) for ck in kept.values()), None), 'args': vars(args)}
+                  'n_images': next((len(ck['z']) for ck in kept.values()), None), 'args': vars(args),
+                  'guard_rule': abp.GUARD_RULE}
         abp.write_json(result, record)
         return result
     return json.loads(summary_path(args.out_dir, args.start).read_text())

@@ -140,6 +140,28 @@ def test_a_run_the_guard_gave_up_on_is_recorded_and_reused(tmp_path, monkeypatch
     assert generalize.mode_row(tmp_path, 'warm', None, r['kept']['warm'])['gave_up'] is True
 
 
+def test_a_run_the_guard_acted_on_under_another_rule_is_trained_again(tmp_path, monkeypatch):
+    """A record whose guard events came from another guard rule is stale: run_cached trains it again; a record
+    the guard never acted on stays valid under any rule."""
+    calls = []
+
+    def trains(argv):
+        calls.append(argv)
+        abp.write_json({'warm': {'guard_events': [{'epoch': 3}]}, 'guard_rule': abp.GUARD_RULE, 'n_images': 7,
+                        'args': vars(abp.parse_args(argv))}, tmp_path / 'warm' / 'summary.json')
+
+    monkeypatch.setattr(abp, 'main', trains)
+    argv = ['--img_dir', str(tmp_path), '--out_dir', str(tmp_path), '--start', 'warm']
+    (tmp_path / 'warm').mkdir()
+    old_rule = {**abp.GUARD_RULE, 'patience': 1}
+    abp.write_json({'warm': {'guard_events': [{'epoch': 3}]}, 'guard_rule': old_rule, 'n_images': 7,
+                    'args': vars(abp.parse_args(argv))}, tmp_path / 'warm' / 'summary.json')
+    assert common.run_cached(argv)['guard_rule'] == abp.GUARD_RULE and len(calls) == 1
+    assert common.run_cached(argv) and len(calls) == 1                        # today's record is re-used
+    assert not common.stale({'warm': {'guard_events': []}})                   # never acted: any rule
+    assert common.stale({'diverged': 'x', 'guard_rule': old_rule})
+
+
 def test_collapse_is_read_from_the_last_run_in_the_log(tmp_path):
     """generalize.collapsed: the final PSNR 6 dB or more below the best the log shows since the last start."""
     line = '00:00:01 warm epoch   100 loss 1.0 psnr {:6.2f} dB z mean (+0.00, +0.00)\n'
