@@ -80,14 +80,20 @@ def fmt(path, v):
         return f'{100 * v:.0f}'
     if spec and spec.startswith('+'):
         return f'{round(v, 2) + 0.0:+.2f}'           # a rounded -0.00 is written +0.00
+    if spec and spec.startswith('.') and spec.endswith('f'):
+        return f'{v:.{min(int(spec[1:-1]), digits_held(v))}f}'
     if spec:
         return f'{v:{spec}}'
     if abs(v) >= 1e6:                                # 3160705024.0 -> $3.2\times10^{9}$
         mantissa, exponent = f'{v:.1e}'.split('e')
         return f'${mantissa}\\times10^{{{int(exponent)}}}$'
     decimals = 0 if abs(v) >= 100 else 2 if abs(v) >= 0.095 else 3
-    held = len(repr(v).partition('.')[2]) if 'e' not in repr(v) else decimals    # never more digits than the JSON
-    return f'{v:.{min(decimals, max(held, 1 if decimals else 0))}f}'
+    return f'{v:.{min(decimals, digits_held(v))}f}'
+
+
+def digits_held(v):
+    """The decimals a float holds as JSON stores it (3.0 -> 1, 0.0093 -> 4): a number never prints more."""
+    return 6 if 'e' in repr(v) else max(1, len(repr(v).partition('.')[2]))
 
 
 def record_name(r, i):
@@ -119,13 +125,18 @@ def flatten(obj, path=()):
 
 def macros(name, doc):
     """The lines of generated/<name>.tex: one \\newcommand per value; times end in `% time`."""
-    lines, seen = [], {}
+    lines, seen, means = [], {}, {}
     for path, v in flatten(doc):
         m = macro_name(name, *path)
         if m in seen:
             raise ValueError(f'{name}.json: {path} and {seen[m]} both make \\{m}')
         seen[m] = path
-        lines.append(f'\\newcommand{{\\{m}}}{{{fmt(path, v)}}}' + ('% time' if is_time(path) else ''))
+        text = fmt(path, v)
+        if path[-1] == 'mean' and isinstance(v, float):
+            means[path[:-1]] = len(text.partition('.')[2])
+        elif path[-1] == 'std' and len(text.partition('.')[2]) > means.get(path[:-1], 9):   # mean +- std alike
+            text = f'{v:.{means[path[:-1]]}f}'
+        lines.append(f'\\newcommand{{\\{m}}}{{{text}}}' + ('% time' if is_time(path) else ''))
     return '\n'.join(lines) + '\n'
 
 
