@@ -79,8 +79,8 @@ def main():
     p.add_argument('--samples', type=int, default=1000, help='neighbours: prior samples measured (default: 1000)')
     p.add_argument('--shown', type=int, default=6, help='neighbours: samples shown per mode (default: 6)')
     p.add_argument('--copy_db', type=float, default=3.0,
-                   help="neighbours: a sample copies an image within this many dB of the image's reconstruction "
-                        "PSNR (default: 3)")
+                   help="neighbours, mosaic: a sample copies an image within this many dB of the image's "
+                        "reconstruction PSNR (default: 3)")
     p.add_argument('--frames', type=int, default=9, help='line: points on the line (default: 9)')
     p.add_argument('--holdout', type=int, default=3, help='heldout: images left out (default: 3)')
     p.add_argument('--proposals', type=int, default=4096, help='heldout: prior proposals per image (default: 4096)')

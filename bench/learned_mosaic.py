@@ -71,9 +71,10 @@ def mosaic(models, x, names, a, out):
                         'cell_prior_mass': dict(zip(names, [db(v) for v in mass])),
                         'cells_in_square': int(idx.unique().numel()),
                         'square_share_within_3db_of_nearest_image_recon':
-                            db((nn_db >= abp.psnr(gen(state, state.z), x)[idx] - 3).float().mean())}
+                            db((nn_db >= abp.psnr(gen(state, state.z), x)[idx] - a.copy_db).float().mean())}
         maps[mode] = (idx.view(CELL_GRID, CELL_GRID), nn_db.view(CELL_GRID, CELL_GRID), d, state.z)
-    result['images'], result['same_db'] = names, list(SAME_DB)
+    result['images'], result['same_db'], result['identical_db'] = names, list(SAME_DB), SAME_DB[-1]
+    result['copy_db'] = a.copy_db
 
     colours = colormaps['tab20'].colors
     fig = Figure(figsize=(WIDTH, 3.75))
