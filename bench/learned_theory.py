@@ -90,7 +90,7 @@ def theory(models, x, names, a, out):
             ax.plot(ep, np.median(v, 1), color=colour, lw=1, label=f'{mode} (median, min-max)')
         axes[1].plot(ep, [np.median(r['step']) for r in series], '--', color=colour, lw=1, label=f'{mode}: step s')
     axes[0].set_yscale('log')
-    axes[0].set_title('lambda_max of eq. 3 in z', fontsize=8)
+    axes[0].set_title(r'$\lambda_{\max}$ of eq. 3 in z', fontsize=8)
     axes[1].set_yscale('log')
     axes[1].set_title('width w and step s (dashed)', fontsize=8)
     axes[2].set_yscale('log')

@@ -86,12 +86,18 @@ def test_macro_names_and_formats():
     assert make_tex.fmt(('share_above_35db',), 0.205) == '20'
     assert make_tex.fmt(('label',), 'lion_2.jpg') == r'lion\_2.jpg'
     assert make_tex.fmt(('label',), r'noise $4s\,e$') == r'noise $4s\,e$'
+    assert make_tex.fmt(('copy_db',), 3.0) == '3.0' and make_tex.fmt(('x',), 28.1) == '28.1'   # never more digits
+
+
+def test_a_std_prints_with_its_means_precision():
+    text = make_tex.macros('s', {'wander': {'mean': 0.4431, 'std': 0.0093}})
+    assert r'\newcommand{\sWanderMean}{0.44}' in text and r'\newcommand{\sWanderStd}{0.01}' in text
 
 
 def test_a_list_of_records_is_named_by_its_records():
     doc = {'runs': [{'key': 'sir32', 'psnr': 1.0}, {'psnr': 2.0}], 'guard_events': [], 'seconds': 3.0}
     text = make_tex.macros('s', doc)
-    assert r'\newcommand{\sRunsSirThreeTwoPsnr}{1.00}' in text and r'\newcommand{\sRunsTwoPsnr}{2.00}' in text
+    assert r'\newcommand{\sRunsSirThreeTwoPsnr}{1.0}' in text and r'\newcommand{\sRunsTwoPsnr}{2.0}' in text
     assert r'\newcommand{\sGuardEventsCount}{0}' in text and r'\newcommand{\sSeconds}{3}% time' in text
 
 
