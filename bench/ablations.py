@@ -16,9 +16,11 @@ ABLATIONS = [  # (key: its folder, label, start mode, flags changed from the def
     ('warm_noise0', 'no noise (gradient descent)', 'warm', ['--langevin_noise_scale', '0']),
     ('warm_sigma1', '$\\sigma = 1$ (course)', 'warm', ['--mse_sigma', '1']),
     ('warm_nostd', 'no $z$ standardisation', 'warm', ['--no-standardize_z']),
+    ('warm_nocap', 'no step cap (course)', 'warm', ['--langevin_step_cap', '0']),
     ('cold_defaults', 'defaults', 'cold', []),
     ('cold_std', 'with $z$ standardisation', 'cold', ['--standardize_z']),
     ('cold_sigma1', '$\\sigma = 1$ (course)', 'cold', ['--mse_sigma', '1']),
+    ('cold_nocap', 'no step cap (course)', 'cold', ['--langevin_step_cap', '0']),
 ]
 
 if __name__ == '__main__':

@@ -167,10 +167,12 @@ def over_seeds(runs):
         values = [r[k] for r in done]
         out[k] = round(statistics.mean(values), 4) if values else None
         out[k + '_std'] = round(statistics.stdev(values), 4) if len(values) > 1 else None
-    for k in ('z_std', 'first_layer_norm'):            # per-dimension means for z_std
-        values = [r[k] for r in done if k in r]
-        out[k] = None if not values else [round(statistics.mean(v), 4) for v in zip(*values)] \
-            if isinstance(values[0], list) else round(statistics.mean(values), 3)
+    z_stds = [r['z_std'] for r in done if 'z_std' in r]           # per dimension
+    out['z_std'] = [round(statistics.mean(v), 4) for v in zip(*z_stds)] if z_stds else None
+    out['z_std_std'] = [round(statistics.stdev(v), 4) for v in zip(*z_stds)] if len(z_stds) > 1 else None
+    norms = [r['first_layer_norm'] for r in done if 'first_layer_norm' in r]
+    out['first_layer_norm'] = round(statistics.mean(norms), 3) if norms else None
+    out['first_layer_norm_std'] = round(statistics.stdev(norms), 3) if len(norms) > 1 else None
     return out
 
 
