@@ -1,11 +1,12 @@
-"""The course's cold start against ours, at equal epochs and at equal wall time.
+"""The course skeleton's cold-start chain (one prior draw, 120 steps) against ours, at equal epochs and wall time.
 
     python bench/handout_cold.py       # about 40 minutes a seed on 2 cores
 
 Cold-start runs of `python abp.py --start cold` for each of --seeds, cached like every study (seed 1's in
 OUT_DIR/handout_cold/, seed S's in OUT_DIR/handout_cold/seedS/):
-  handout        the course's cold start: one prior draw per image, then the skeleton's 120 Langevin steps of
-                 s = 0.05 (eq. 6, noise s e, no step cap), for --epochs epochs; every other flag at our defaults
+  handout        '1 draw + 120 steps': the skeleton's cold-start chain, one prior draw per image, then its 120
+                 Langevin steps of s = 0.05 (eq. 6, no step cap), for --epochs epochs; every other flag at our
+                 defaults (noise s e, not the skeleton's 4 s e; our sigma, learning rate and generator)
   ours           our cold start (the defaults: SIR over 32 Sobol proposals, one capped step), --epochs epochs
 The runs take --threads torch threads (1, as bench/cold_study.py's: its seed-S default row is then the same run as
 ours here); the timing below takes them all.
@@ -29,7 +30,7 @@ from common import (DEFAULTS, abp, default_models, finished, load_run, over_seed
 
 HANDOUT = ['--cold_proposals', '0', '--cold_langevin_num_steps', '120', '--cold_langevin_step_size', '0.05',
            '--langevin_step_cap', '0']
-LABELS = {'handout': "course cold start: 1 prior draw, the skeleton's 120 steps of s=0.05, no cap",
+LABELS = {'handout': "1 draw + 120 steps: the skeleton's cold-start chain (s=0.05, no cap), our other defaults",
           'ours': 'ours: SIR over 32 Sobol proposals, 1 capped step',
           'ours_same_time': 'ours, for the same wall time as the handout run'}
 KEYS = ('epochs', 'seconds', 'seconds_per_epoch', 'recon_psnr_db', 'sample_nn_psnr_db_median', 'sample_coverage',
@@ -64,7 +65,7 @@ def figure_recon(a, path):
     models = default_models(a.img_dir, a.out_dir, 1, 'handout_cold.py')
     args = models['warm'][0]
     rows = abp.recon_rows({m: {'state': state} for m, (_, state) in models.items()}, abp.load_data(args), args)
-    for key, label in (('handout', 'course cold'), ('ours', 'our cold')):
+    for key, label in (('handout', 'cold, 1 draw\n+ 120 steps'), ('ours', 'cold, SIR\n+ 1 step')):
         state = load_run(seed_dir(a, 1) / key / 'cold')[1]
         rows.append((f'{label} @ {a.epochs}', state.snapshots[a.epochs]))
     abp.plot_recon_comparison(rows, path)
