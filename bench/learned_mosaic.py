@@ -76,12 +76,12 @@ def mosaic(models, x, names, a, out):
     result['images'], result['same_db'], result['identical_db'] = names, list(SAME_DB), SAME_DB[-1]
     result['copy_db'] = a.copy_db
 
-    colours = colormaps['tab20'].colors
+    colours = colormaps['tab20'].colors[4:]           # 16 colours without tab:blue and tab:orange, which mark the modes
     fig = Figure(figsize=(WIDTH, 3.75))
     axes = fig.subplots(1, 2)
     codes = {}
     for ax, (mode, (idx, nn_db, d, z)) in zip(axes, maps.items()):
-        rgb = torch.tensor([colours[i % 20] for i in idx.flatten().tolist()]).view(CELL_GRID, CELL_GRID, 3)
+        rgb = torch.tensor([colours[i % len(colours)] for i in idx.flatten().tolist()]).view(CELL_GRID, CELL_GRID, 3)
         shade = ((nn_db - 15) / 15).clamp(0.25, 1).unsqueeze(-1)   # darker where g(z) is far from every image
         # image rows are z[0] from -d to d downwards, columns z[1] from -d to d: as the 12 x 12 panel is laid out
         d0, d1 = float(d[0]), float(d[1])

@@ -26,7 +26,9 @@ def neighbours(models, x, names, a, out):
                         'nn_psnr_db_quartiles': [db(q) for q in nn_db.quantile(torch.tensor([0.25, 0.75]))],
                         'copy_share': db(copies.float().mean()), 'copy_db': a.copy_db,
                         'share_above_25db': db((nn_db >= 25).float().mean()),
-                        'nearest_image_counts': torch.bincount(idx, minlength=len(x)).tolist()}
+                        'nearest_image_counts': torch.bincount(idx, minlength=len(x)).tolist(),
+                        'shown': [{'nearest': names[i], 'nn_psnr_db': db(v), 'copy': bool(c)}   # the figure's pairs
+                                  for i, v, c in zip(idx[:a.shown].tolist(), nn_db[:a.shown], copies[:a.shown])]}
         rows.append((mode, s[:a.shown], x[idx[:a.shown]], nn_db[:a.shown], copies[:a.shown]))
     result['closest_two_training_images_db'] = db(pair_db.max())
     result['training_pair_db_median'] = db(pair_db[torch.isfinite(pair_db)].median())
