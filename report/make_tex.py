@@ -23,16 +23,16 @@ SOURCES = ['metrics', 'seeds', 'ablations', 'cold_study', 'generalize', 'handout
 SKIP = {'device', 'torch', 'img_dir', 'out_dir', 'resume', 'parallel', 'images', 'flags', 'command', 'code', 'what',
         'files', 'series', 'psnr_curve', 'curve'}
 # (part of the dotted key path, format): the first that matches a number's path formats it
-FORMATS = [('memory.', '.1f'), ('images_per_second', '.0f'), ('over_warm', '.2f'), ('time_ratio', '.2f'), ('share', 'pct'), ('hidden_fraction', 'pct'), ('z_mean', '+.2f'), ('minus', '+.2f'), ('_db', '.2f'),
+FORMATS = [('memory.', '.1f'), ('first_layer_norm', '.2f'), ('images_per_second', '.0f'), ('over_warm', '.2f'), ('time_ratio', '.2f'), ('share', 'pct'), ('hidden_fraction', 'pct'), ('z_mean', '+.2f'), ('minus', '+.2f'), ('_db', '.2f'),
            ('psnr', '.2f'), ('ess', '.2f'), ('z_std', '.2f'), ('interp_d', '.2f'), ('coverage', '.1f'),
            ('seconds_per_epoch', '.3f'), ('seconds', '.0f'), ('args.', 'g'), ('step_size', 'g'), ('configured_step', 'g')]
 TABLES = {  # generated/<name>.tex: (source, template of one row per record; {#A}: A, B, ..., {#1}: 1, 2, ...)
     'ablations_table': ('ablations', r'{#A} & {start} & {label} & {recon_psnr_db} $\pm$ {recon_psnr_db_std} & '
                         r'{sample_nn_psnr_db_median} $\pm$ {sample_nn_psnr_db_median_std} & {sample_coverage} & '
-                        r'{guard_events|sum} & {first_layer_norm} \\'),
+                        r'{guard_events|sum} & {first_layer_norm} $\pm$ {first_layer_norm_std} \\'),
     'cold_study_table': ('cold_study', r'S{#1} & {label} & {recon_psnr_db} $\pm$ {recon_psnr_db_std} & '
                          r'{sample_nn_psnr_db_median} $\pm$ {sample_nn_psnr_db_median_std} & {sample_coverage} & '
-                         r'{guard_events|sum} & {first_layer_norm} \\'),
+                         r'{guard_events|sum} & {first_layer_norm} $\pm$ {first_layer_norm_std} \\'),
     'generalize_table': ('generalize', r'{folder} & {note} & {n_images} & {warm.recon_psnr_db} & {cold.recon_psnr_db} & '
                          r'{pca_psnr_db} & {warm.sample_coverage}\,/\,{cold.sample_coverage} & '
                          r'{warm.guard_events}\,/\,{cold.guard_events} & {warm|ended}\,/\,{cold|ended} \\'),
@@ -80,8 +80,8 @@ def fmt(path, v):
         return f'{100 * v:.0f}'
     if spec and spec.startswith('+'):
         return f'{round(v, 2) + 0.0:+.2f}'           # a rounded -0.00 is written +0.00
-    if spec and spec.startswith('.') and spec.endswith('f'):
-        return f'{v:.{min(int(spec[1:-1]), digits_held(v))}f}'
+    if spec and spec.startswith('.') and spec.endswith('f'):   # a PSNR is written to 3 decimals: 23.1 is 23.100
+        return f'{v:.{int(spec[1:-1]) if "psnr" in key else min(int(spec[1:-1]), digits_held(v))}f}'
     if spec:
         return f'{v:{spec}}'
     if abs(v) >= 1e6:                                # 3160705024.0 -> $3.2\times10^{9}$

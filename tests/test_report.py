@@ -87,6 +87,7 @@ def test_macro_names_and_formats():
     assert make_tex.fmt(('label',), 'lion_2.jpg') == r'lion\_2.jpg'
     assert make_tex.fmt(('label',), r'noise $4s\,e$') == r'noise $4s\,e$'
     assert make_tex.fmt(('copy_db',), 3.0) == '3.0' and make_tex.fmt(('x',), 28.1) == '28.1'   # never more digits
+    assert make_tex.fmt(('cold', 'recon_psnr_db'), 23.1) == '23.10'      # than it holds; a PSNR holds three
 
 
 def test_a_std_prints_with_its_means_precision():
@@ -97,7 +98,7 @@ def test_a_std_prints_with_its_means_precision():
 def test_a_list_of_records_is_named_by_its_records():
     doc = {'runs': [{'key': 'sir32', 'psnr': 1.0}, {'psnr': 2.0}], 'guard_events': [], 'seconds': 3.0}
     text = make_tex.macros('s', doc)
-    assert r'\newcommand{\sRunsSirThreeTwoPsnr}{1.0}' in text and r'\newcommand{\sRunsTwoPsnr}{2.0}' in text
+    assert r'\newcommand{\sRunsSirThreeTwoPsnr}{1.00}' in text and r'\newcommand{\sRunsTwoPsnr}{2.00}' in text
     assert r'\newcommand{\sGuardEventsCount}{0}' in text and r'\newcommand{\sSeconds}{3}% time' in text
 
 
