@@ -6,6 +6,7 @@ import tempfile
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from common import abp, flags_key
 from learned_common import WIDTH, epochs_flags, db
@@ -68,6 +69,9 @@ def theory(models, x, names, a, out):
                         'final_width_median': round(float(np.median(last['width'])), 5),
                         'final_step_median': round(float(np.median(last['step'])), 5),
                         'share_capped_final': db(np.mean([s < abp.chain_for(args, mode).step_size - 1e-9 for s in last['step']])),
+                        # eq. 6 without noise is stable while s < 2w: how often the uncapped step would break that
+                        'share_uncapped_above_2w': db(np.mean([abp.chain_for(args, mode).step_size > 2 * w
+                                                               for r in series for w in r['width']])),
                         'final_ess_median': db(np.median(last['ess']))}
         # how far each image's z moves between measurements over the last quarter of training; the codes
         # themselves are not kept in learned.json (they would double its size)
@@ -90,16 +94,18 @@ def theory(models, x, names, a, out):
             ax.plot(ep, np.median(v, 1), color=colour, lw=1, label=f'{mode} (median, min-max)')
         axes[1].plot(ep, [np.median(r['step']) for r in series], '--', color=colour, lw=1, label=f'{mode}: step s')
     axes[0].set_yscale('log')
-    axes[0].set_title(r'$\lambda_{\max}$ of eq. 3 in z', fontsize=8)
+    axes[0].set_title(r'$\lambda$ max of eq. 3 in z', fontsize=9)      # no subscript: it would print under 7 pt
     axes[1].set_yscale('log')
-    axes[1].set_title('width w and step s (dashed)', fontsize=8)
+    axes[1].set_title('width w and step s (dashed)', fontsize=9)
     axes[2].set_yscale('log')
-    axes[2].set_title(f"SIR ESS over {result['proposals']} proposals", fontsize=8)
+    axes[2].set_title(f"SIR ESS over {result['proposals']} proposals", fontsize=9)
     for ax in axes:
         ax.set_xlabel('epoch', fontsize=8)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f'{v:g}'))   # 0.01, 1, 100: no small exponents
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.tick_params(which='both', labelsize=7.5)
         ax.grid(alpha=0.3)
     fig.legend(*axes[1].get_legend_handles_labels(), loc='lower center', ncol=4, fontsize=7.5, frameon=False)
     fig.tight_layout(rect=(0, 0.08, 1, 1))                 # one legend below the panels, over no curve
-    abp.save_fig(fig, out / 'learned_theory.png')
+    abp.save_fig(fig, out / 'learned_theory.png', dpi=240)
     return result
