@@ -4,7 +4,8 @@
 
 Each seed runs abp.py with the default flags (both start modes, one after the other) into OUT_DIR/seeds/seedN/,
 re-used while every flag, defaults included, is unchanged; a default run with the same flags already in OUT_DIR
-(seed 1) is re-used too. Any other flag is passed on to abp.py. Prints per mode the reconstruction PSNR, sample
+(seed 1) or in OUT_DIR/learned/seedN/run/ (bench/learned.py's, seeds 2 and 3) is re-used too, so that the two
+benchmarks measure the same runs. Any other flag is passed on to abp.py. Prints per mode the reconstruction PSNR, sample
 NN-PSNR and coverage of each seed, their mean, std and spread, and the guard's events per seed; writes
 OUT_DIR/seeds/seeds.json (also each metric's min and max, and the seconds).
 """
@@ -29,10 +30,11 @@ def main():
     p.add_argument('--seeds', type=int, nargs='+', default=[1, 2, 3], help='seeds to run (default: 1 2 3)')
     a, extra = p.parse_known_args()                   # any other flag is passed on to abp.py
     rows = []
-    for s in a.seeds:                                # a default run of seed 1 already in OUT_DIR is re-used too
+    for s in a.seeds:                                # a default run already in OUT_DIR or learned.py's is re-used
         out = Path(a.out_dir) / 'seeds' / f'seed{s}'
         argv = ['--img_dir', a.img_dir, '--out_dir', str(out), '--seed', str(s), *extra]
-        rows.append(finished(run_cached(argv, f'seed {s}', also=[a.out_dir]), 'seeds.py', f'seed {s}'))
+        also = [a.out_dir, Path(a.out_dir) / 'learned' / f'seed{s}' / 'run']
+        rows.append(finished(run_cached(argv, f'seed {s}', also=also), 'seeds.py', f'seed {s}'))
     result = {'seeds': a.seeds, 'flags': extra, 'runs': [{m: r[m] for m in ('warm', 'cold')} for r in rows],
               'total_seconds': [r['total_seconds'] for r in rows], 'summary': {}}
     for mode in ('warm', 'cold'):
