@@ -44,6 +44,7 @@ SEED_METRICS = {'copy_share': ('neighbours', 'copy_share'),
                 'identical_tiles_share': ('mosaic', 'panel_neighbours', 'share_above_35db'),
                 'line_min_step_db': ('line', 'min_consecutive_frame_db'),
                 'line_median_step_db': ('line', 'median_consecutive_frame_db'),
+                'line_length': ('line', 'length'),
                 'code_wander': ('theory', 'z_std_late_median'),
                 'heldout_db': ('heldout', 'heldout_db_mean')}
 

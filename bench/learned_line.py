@@ -35,6 +35,7 @@ def line(models, x, names, a, out):
         nn_db, idx = abp.nearest_neighbours(frames, x)
         step_db = abp.psnr(frames[1:], frames[:-1])
         result[mode] = {'z_from': [db(v) for v in z[i]], 'z_to': [db(v) for v in z[j]],
+                        'length': db((z[j] - z[i]).norm()),       # longer lines take longer steps between frames
                         'nearest_image_per_frame': [Path(names[k]).stem for k in idx.tolist()],
                         'nn_psnr_db_per_frame': [db(v) for v in nn_db],
                         'min_consecutive_frame_db': db(step_db.min()), 'median_consecutive_frame_db': db(step_db.median())}
