@@ -8,8 +8,8 @@ OUT_DIR/handout_cold/, seed S's in OUT_DIR/handout_cold/seedS/):
                  Langevin steps of s = 0.05 (eq. 6, no step cap), for --epochs epochs; every other flag at our
                  defaults (noise s e, not the skeleton's 4 s e; our sigma, learning rate and generator)
   ours           our cold start (the defaults: SIR over 32 Sobol proposals, one capped step), --epochs epochs
-The runs take --threads torch threads (1, as bench/cold_study.py's: its seed-S default row is then the same run as
-ours here); the timing below takes them all.
+The runs take --threads torch threads (1, as bench/cold_study.py's committed runs, made with --threads 1: its
+seed-S default row is then the same run as ours here); the timing below takes them all.
 Then the seconds per epoch of each, timed back to back in this process (bench.seconds_per_epoch: the runs' own
 timings may come from a busy machine), and from their ratio the epochs our cold start runs in the handout run's time:
   ours_same_time our cold start for that many epochs, at most --n_epochs' default (2000); beyond that, the
@@ -75,7 +75,7 @@ def main():
     p = parser(__doc__, 'handout_cold/')
     p.add_argument('--epochs', type=int, default=500, help='epochs of the handout run and of ours (default: 500)')
     p.add_argument('--seeds', type=int, nargs='+', default=[1, 2, 3], help='random seeds, 1 first (default: 1 2 3)')
-    p.add_argument('--threads', type=int, default=1, help='torch threads of the runs (default: 1, as cold_study.py)')
+    p.add_argument('--threads', type=int, default=1, help='torch threads of the runs (default: 1, as cold_study.py\'s committed runs)')
     p.add_argument('--time_epochs', type=int, default=3,
                    help="epochs timed for the handout's cold start, ours over 10x more; 0 keeps the timing "
                         "handout_cold.json holds (default: 3)")

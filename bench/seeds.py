@@ -2,7 +2,7 @@
 
     python bench/seeds.py --img_dir ../shared/data/lion_tiger        # about 25 minutes on 2 cores
 
-Each seed runs abp.py with the default flags (both start modes, one after the other) into OUT_DIR/seeds/seedN/,
+Each seed runs abp.py with the default flags (both start modes) into OUT_DIR/seeds/seedN/,
 re-used while every flag, defaults included, is unchanged; a default run with the same flags already in OUT_DIR
 (seed 1) or in OUT_DIR/learned/seedN/run/ (bench/learned.py's, seeds 2 and 3) is re-used too, so that the two
 benchmarks measure the same runs. Any other flag is passed on to abp.py. Prints per mode the reconstruction PSNR, sample
