@@ -62,16 +62,14 @@ def theory(models, x, names, a, out):
     for mode in ('warm', 'cold'):
         series, final = (before[mode]['series'], before[mode]['final_recon_psnr_db']) if same else \
             theory_run(args, data, mode, a.every)
-        last = series[-1]
-        result[mode] = {'series': series, 'final_recon_psnr_db': final,
-                        'configured_step': abp.chain_for(args, mode).step_size,
+        last, step = series[-1], abp.chain_for(args, mode).step_size
+        result[mode] = {'series': series, 'final_recon_psnr_db': final, 'configured_step': step,
                         'final_lambda_max_median': db(np.median(last['lambda_max'])),
                         'final_width_median': round(float(np.median(last['width'])), 5),
                         'final_step_median': round(float(np.median(last['step'])), 5),
-                        'share_capped_final': db(np.mean([s < abp.chain_for(args, mode).step_size - 1e-9 for s in last['step']])),
+                        'share_capped_final': db(np.mean([s < step - 1e-9 for s in last['step']])),
                         # eq. 6 without noise is stable while s < 2w: how often the uncapped step would break that
-                        'share_uncapped_above_2w': db(np.mean([abp.chain_for(args, mode).step_size > 2 * w
-                                                               for r in series for w in r['width']])),
+                        'share_uncapped_above_2w': db(np.mean([step > 2 * w for r in series for w in r['width']])),
                         'final_ess_median': db(np.median(last['ess']))}
         # how far each image's z moves between measurements over the last quarter of training; the codes
         # themselves are not kept in learned.json (they would double its size)
